@@ -1,0 +1,82 @@
+// Which transport to use, and why each other one was not: fd, then koffi, then unix-dgram, then exec.
+import { accessSync, constants } from 'node:fs'
+import { delimiter, join } from 'node:path'
+import type { NotifyAddress } from './address.js'
+import { ExecTransport } from './transports/exec.js'
+import { FdTransport } from './transports/fd.js'
+import { KoffiTransport } from './transports/koffi.js'
+import type { Transport, TransportName, TransportOptions } from './transports/transport.js'
+import { UnixDgramTransport } from './transports/unix-dgram.js'
+
+export const TRANSPORT_ORDER: readonly TransportName[] = ['fd', 'koffi', 'unix-dgram', 'exec']
+
+export interface TransportPlan {
+  name: TransportName
+  /** Could be used, as far as can be told without loading anything. */
+  usable: boolean
+  /** Why it is (or is not) usable; after a failed load, the load error. */
+  reason: string
+}
+
+export interface SelectionContext {
+  notifySocket: string | undefined
+  address: NotifyAddress | undefined
+  /** Why $NOTIFY_SOCKET could not be parsed, when it could not. */
+  addressProblem: string | undefined
+  notifyFd: number | undefined
+  /** Path of systemd-notify, when found. */
+  systemdNotify: string | undefined
+}
+
+function unixAddressReason(ctx: SelectionContext): string | undefined {
+  if (ctx.notifySocket === undefined) return 'NOTIFY_SOCKET is not set'
+  if (ctx.address === undefined) return ctx.addressProblem ?? 'NOTIFY_SOCKET cannot be parsed'
+  if (ctx.address.family === 'vsock') return `${ctx.notifySocket} is an AF_VSOCK address; only systemd-notify (exec) sends to those`
+  return undefined
+}
+
+export function planTransports(ctx: SelectionContext): TransportPlan[] {
+  const noUnix = unixAddressReason(ctx)
+  const plans: TransportPlan[] = []
+  plans.push(
+    ctx.notifyFd !== undefined
+      ? { name: 'fd', usable: true, reason: `descriptor ${ctx.notifyFd} named "notify" was passed by OpenFile=` }
+      : { name: 'fd', usable: false, reason: 'no descriptor named "notify" in LISTEN_FDNAMES (systemd ≥ 253: OpenFile=/run/systemd/notify:notify)' },
+  )
+  plans.push(noUnix ? { name: 'koffi', usable: false, reason: noUnix } : { name: 'koffi', usable: true, reason: 'optional dependency koffi, loaded on first send' })
+  if (noUnix) plans.push({ name: 'unix-dgram', usable: false, reason: noUnix })
+  else if (ctx.address?.family === 'unix' && ctx.address.abstract) {
+    plans.push({ name: 'unix-dgram', usable: false, reason: `${ctx.notifySocket} is an abstract name, which unix-dgram cannot reach` })
+  } else plans.push({ name: 'unix-dgram', usable: true, reason: 'optional dependency unix-dgram, loaded on first send' })
+  if (ctx.notifySocket === undefined) plans.push({ name: 'exec', usable: false, reason: 'NOTIFY_SOCKET is not set' })
+  else if (ctx.systemdNotify === undefined) plans.push({ name: 'exec', usable: false, reason: 'systemd-notify was not found on PATH' })
+  else plans.push({ name: 'exec', usable: true, reason: `${ctx.systemdNotify} runs as a child process: a non-root service needs NotifyAccess=all` })
+  return plans
+}
+
+export function createTransport(name: TransportName, ctx: SelectionContext, options: TransportOptions): Transport {
+  switch (name) {
+    case 'fd':
+      return new FdTransport(ctx.notifyFd as number)
+    case 'koffi':
+      return new KoffiTransport({ address: ctx.address as Extract<NotifyAddress, { family: 'unix' }> }, options)
+    case 'unix-dgram':
+      return new UnixDgramTransport(ctx.address as Extract<NotifyAddress, { family: 'unix' }>, options)
+    case 'exec':
+      return new ExecTransport(ctx.systemdNotify as string, ctx.notifySocket as string, Math.max(options.sendTimeoutMs, 1000))
+  }
+}
+
+/** Finds an executable on PATH without spawning anything. */
+export function findExecutable(command: string, path = process.env.PATH ?? ''): string | undefined {
+  const candidates = command.includes('/') ? [command] : path.split(delimiter).filter(Boolean).map((dir) => join(dir, command))
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK)
+      return candidate
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined
+}

@@ -1,0 +1,119 @@
+// In-process sendmsg(2) through koffi (a prebuilt FFI: no compiler, loads with install scripts blocked).
+// The datagram comes from our own PID, so the default NotifyAccess=main accepts it; SCM_RIGHTS gives
+// FDSTORE and BARRIER; an explicit sockaddr reaches abstract names.
+import { Socket } from 'node:net'
+import type { UnixAddress } from '../address.js'
+import { SdNotifyError } from '../errors.js'
+import { errnoName, retryWhileBusy, sendFailed } from '../system-errors.js'
+import {
+  AF_UNIX,
+  type Libc,
+  loadLibc,
+  MSG_DONTWAIT,
+  MSG_NOSIGNAL,
+  O_CLOEXEC,
+  rightsControlMessage,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+} from './libc.js'
+import type { Transport, TransportOptions } from './transport.js'
+
+/** Either an address to send to, or a descriptor already connected to the notify socket (OpenFile=). */
+export type KoffiTarget = { address: UnixAddress } | { connectedFd: number }
+
+export class KoffiTransport implements Transport {
+  readonly name = 'koffi' as const
+  readonly capabilities = { fdPassing: true, abstractNames: true, ownPid: true }
+  private readonly target: KoffiTarget
+  private readonly options: TransportOptions
+  private socketFd = -1
+
+  constructor(target: KoffiTarget, options: TransportOptions) {
+    this.target = target
+    this.options = options
+  }
+
+  /** Loads koffi and libc now; rejects with ERR_SDNOTIFY_UNSUPPORTED when that is impossible here. */
+  async load(): Promise<void> {
+    await loadLibc()
+  }
+
+  async send(message: Buffer, fds: readonly number[] = []): Promise<void> {
+    const libc = await loadLibc()
+    const fd = this.descriptor(libc)
+    const control = fds.length > 0 ? rightsControlMessage(fds, libc.sizeT) : null
+    const address = 'address' in this.target ? this.target.address.sockaddr : null
+    const msghdr = {
+      msg_name: address,
+      msg_namelen: address?.length ?? 0,
+      msg_iov: [{ iov_base: message, iov_len: message.length }],
+      msg_iovlen: 1,
+      msg_control: control,
+      msg_controllen: control?.length ?? 0,
+      msg_flags: 0,
+    }
+    // MSG_DONTWAIT: a full queue gives EAGAIN (retried with back-off) instead of blocking the event loop.
+    await retryWhileBusy(
+      () => {
+        const sent = Number(libc.sendmsg(fd, msghdr, MSG_DONTWAIT | MSG_NOSIGNAL))
+        if (sent === message.length) return undefined
+        if (sent >= 0) return 'EMSGSIZE'
+        return errnoName(libc.errno())
+      },
+      (errno) => sendFailed(this.name, errno, 'sendmsg', 'address' in this.target ? ` to ${this.target.address.path}` : ''),
+      this.options.sendTimeoutMs,
+    )
+  }
+
+  /**
+   * sd_notify_barrier(3): send BARRIER=1 with the write end of a pipe, close our copy, and wait for the
+   * manager to close its copy (EOF on the read end): it has then processed every earlier message.
+   */
+  async barrier(timeoutMs: number): Promise<void> {
+    const libc = await loadLibc()
+    const pipe = new Int32Array(2)
+    if (libc.pipe2(pipe, O_CLOEXEC) !== 0) throw sendFailed(this.name, errnoName(libc.errno()), 'pipe2')
+    const [readFd, writeFd] = [pipe[0] as number, pipe[1] as number]
+    let reader: Socket
+    try {
+      await this.send(Buffer.from('BARRIER=1'), [writeFd])
+    } finally {
+      libc.close(writeFd)
+    }
+    try {
+      reader = new Socket({ fd: readFd, readable: true, writable: false })
+    } catch (cause) {
+      libc.close(readFd)
+      throw cause
+    }
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reader.destroy()
+        reject(new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', `sdnotify: barrier not acknowledged within ${timeoutMs} ms`, { transport: this.name }))
+      }, timeoutMs)
+      reader.once('close', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+      reader.on('error', () => reader.destroy())
+      reader.resume()
+    })
+  }
+
+  private descriptor(libc: Libc): number {
+    if ('connectedFd' in this.target) return this.target.connectedFd
+    if (this.socketFd < 0) {
+      const fd = libc.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
+      if (fd < 0) throw sendFailed(this.name, errnoName(libc.errno()), 'socket')
+      this.socketFd = fd
+    }
+    return this.socketFd
+  }
+
+  close(): void {
+    if (this.socketFd < 0) return
+    const fd = this.socketFd
+    this.socketFd = -1
+    void loadLibc().then((libc) => libc.close(fd), () => undefined)
+  }
+}

@@ -1,0 +1,27 @@
+export type TransportName = 'fd' | 'koffi' | 'unix-dgram' | 'exec'
+
+export interface TransportCapabilities {
+  /** Can send file descriptors (SCM_RIGHTS): needed for FDSTORE=1 and BARRIER=1. */
+  fdPassing: boolean
+  /** Can reach abstract-namespace socket names (`@…`). */
+  abstractNames: boolean
+  /** The datagram comes from this process, so NotifyAccess=main (the default) accepts it. */
+  ownPid: boolean
+}
+
+/** One way of getting a datagram to the service manager. Sends are serialised by the notifier. */
+export interface Transport {
+  readonly name: TransportName
+  readonly capabilities: TransportCapabilities
+  /** Delivers one datagram, with `fds` attached when given (only if capabilities.fdPassing). */
+  send(message: Buffer, fds?: readonly number[]): Promise<void>
+  /** Waits until the manager has processed everything sent before (sd_notify_barrier(3)). */
+  barrier?(timeoutMs: number): Promise<void>
+  /** Releases what the transport holds. Idempotent. */
+  close(): void
+}
+
+export interface TransportOptions {
+  /** How long a send may keep retrying while the manager's queue is full. */
+  sendTimeoutMs: number
+}
