@@ -105,6 +105,7 @@ export class Watchdog {
     if (options.onUnhealthy !== undefined && typeof options.onUnhealthy !== 'function') throw invalidOption('watchdog.onUnhealthy', 'must be a function')
     if (!this.enabled) return false
     this.stop()
+    this.unhealthy = undefined // a restart judges health afresh
     this.options = { ...options, pingIntervalMs, maxEventLoopDelayMs, healthCheckTimeoutMs, reportStatus: options.reportStatus ?? true }
     if (maxEventLoopDelayMs !== false) {
       this.histogram = monitorEventLoopDelay({ resolution: Math.min(20, Math.max(1, Math.floor(maxEventLoopDelayMs / 4))) })
