@@ -1,0 +1,81 @@
+// `pnpm demo`: runs examples/basic as a real Type=notify unit with WatchdogSec=2 under a private systemd
+// manager, and prints what systemd sees: start, READY, status, watchdog pings, a stall, the restart.
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { startManager, systemdSkipReason } from '@sdnotify/systemd-harness'
+
+const server = fileURLToPath(new URL('../examples/basic/server.mjs', import.meta.url))
+const skip = systemdSkipReason()
+if (skip) {
+  console.log(`The demo cannot run here: ${skip}.`)
+  console.log('It starts a private systemd user manager in its own cgroup and mount namespace, which needs root on')
+  console.log('a Linux machine with systemd installed (it need not be PID 1). Try: sudo npm run demo')
+  console.log(`Or run the example under your own systemd with the unit file examples/basic/sdnotify-demo.service.`)
+  process.exit(existsSync('/lib/systemd/systemd') ? 1 : 0)
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const t0 = Date.now()
+const say = (text) => console.log(`[${((Date.now() - t0) / 1000).toFixed(3).padStart(7)}s] ${text}`)
+const port = 18080 + (process.pid % 1000)
+
+const sd = await startManager()
+try {
+  say(`private systemd ${sd.version} user manager started (pid ${sd.pid}); the service runs as nobody`)
+  await sd.writeService('sdnotify-demo', server, [], {
+    service: ['Type=notify', `Environment=PORT=${port}`, 'WatchdogSec=2', 'Restart=on-watchdog', 'RestartSec=1', 'TimeoutStartSec=10'],
+  })
+  say('systemctl --user start sdnotify-demo.service  (Type=notify, WatchdogSec=2, Restart=on-watchdog)')
+  const started = Date.now()
+  const start = await sd.systemctl(['start', 'sdnotify-demo.service'])
+  if (start.code !== 0) throw new Error(`start failed: ${start.stderr}`)
+  const props = await sd.show('sdnotify-demo.service')
+  say(`READY=1 after ${Date.now() - started} ms: ActiveState=${props.ActiveState}, MainPID=${props.MainPID}`)
+  say(`StatusText: "${props.StatusText}"`)
+  const response = await fetch(`http://127.0.0.1:${port}/`)
+  say(`GET / -> ${response.status} ${(await response.text()).trim()}  (the port was open when systemd said active)`)
+
+  let lastPing = ''
+  const watchPings = async (ms) => {
+    const until = Date.now() + ms
+    while (Date.now() < until) {
+      const p = await sd.show('sdnotify-demo.service', ['WatchdogTimestampMonotonic', 'ActiveState', 'SubState', 'Result', 'NRestarts', 'MainPID'])
+      if (p.WatchdogTimestampMonotonic !== lastPing && p.WatchdogTimestampMonotonic !== '0') {
+        if (lastPing) say(`watchdog ping (WATCHDOG=1) received by systemd`)
+        lastPing = p.WatchdogTimestampMonotonic
+      }
+      await sleep(50)
+    }
+  }
+  await watchPings(3500)
+
+  say('GET /stall: the handler blocks the event loop for 10 s (a hung process)')
+  const firstPid = (await sd.show('sdnotify-demo.service')).MainPID
+  await fetch(`http://127.0.0.1:${port}/stall`)
+  const stalled = Date.now()
+  let reported = false
+  while (Date.now() - stalled < 15_000) {
+    const p = await sd.show('sdnotify-demo.service', ['ActiveState', 'SubState', 'Result', 'NRestarts', 'MainPID', 'StatusText'])
+    if (!reported && p.Result === 'watchdog') {
+      say(`systemd: no ping for 2 s -> Result=watchdog, killing pid ${firstPid} (SubState=${p.SubState})`)
+      reported = true
+    }
+    if (reported && p.ActiveState === 'active' && p.MainPID !== firstPid && p.MainPID !== '0') {
+      say(`restarted: NRestarts=${p.NRestarts}, new MainPID=${p.MainPID}, ActiveState=active (READY=1 again)`)
+      say(`StatusText: "${p.StatusText}"`)
+      break
+    }
+    await sleep(50)
+  }
+  if (!reported) throw new Error('systemd did not report Result=watchdog')
+  const again = await fetch(`http://127.0.0.1:${port}/`)
+  say(`GET / -> ${again.status} ${(await again.text()).trim()}`)
+  await sd.systemctl(['stop', 'sdnotify-demo.service'])
+  say('systemctl --user stop: STOPPING=1, clean exit. Demo done.')
+} catch (error) {
+  console.error(`demo failed: ${error.message}`)
+  console.error(sd.managerLog().split('\n').slice(-20).join('\n'))
+  process.exitCode = 1
+} finally {
+  await sd.stop()
+}

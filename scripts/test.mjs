@@ -1,0 +1,41 @@
+// The test command (`pnpm test` / `npm test`): every package's tap suite, one package at a time, then one
+// summary line. The real-systemd tests need root; elsewhere they skip and say why.
+import { spawnSync } from 'node:child_process'
+import { readdirSync, readFileSync, existsSync } from 'node:fs'
+import { join } from 'node:path'
+
+const root = new URL('..', import.meta.url).pathname
+if (process.getuid?.() === 0) {
+  // systemd 257 comes from a Debian trixie root (cached outside the repository).
+  const built = spawnSync('bash', [join(root, 'scripts/debian-root.sh')], { stdio: 'inherit' })
+  if (built.status !== 0) {
+    console.error('test: could not build the Debian trixie root for the systemd 257 tests')
+    if (process.env.CI) process.exit(1)
+  }
+} else {
+  console.log('test: not root: the real-systemd tests will be skipped (they need root for cgroups and namespaces)')
+}
+
+const packages = readdirSync(join(root, 'packages'))
+  .map((name) => join(root, 'packages', name))
+  .filter((dir) => existsSync(join(dir, 'package.json')) && JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).scripts?.test)
+
+const totals = { pass: 0, fail: 0, skip: 0, todo: 0 }
+let failed = false
+for (const dir of packages) {
+  const name = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name
+  console.log(`\n=== ${name}`)
+  const run = spawnSync('pnpm', ['run', '--silent', 'test'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  process.stdout.write(run.stdout)
+  // tap's last line: # { total: N, pass: N, fail: N, skip: N, todo: N }
+  const summary = [...run.stdout.matchAll(/^# \{ total: \d+(.*)\}$/gm)].pop()
+  if (summary) {
+    for (const key of Object.keys(totals)) {
+      const match = new RegExp(`${key}: (\\d+)`).exec(summary[1])
+      if (match) totals[key] += Number(match[1])
+    }
+  }
+  if (run.status !== 0 || !summary) failed = true
+}
+console.log(`\ntests: ${totals.pass} passed, ${totals.fail} failed, ${totals.skip} skipped`)
+process.exit(failed ? 1 : 0)
