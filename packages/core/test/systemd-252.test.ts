@@ -20,6 +20,16 @@ const events = (file: string): Event[] => {
   }
 }
 
+/** The first `name` event, waiting for it: systemd may act on a message before the service logs it. */
+async function event(file: string, name: string, timeoutMs = 5000): Promise<Event | undefined> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const found = events(file).find((e) => e.event === name)
+    if (found || Date.now() > deadline) return found
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
 let counter = 0
 /** Writes a Type=notify service running the fixture with SDN_* settings; returns its name and log. */
 async function service(sd: Manager, env: Record<string, string>, lines: string[] = []) {
@@ -46,7 +56,7 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
       t.equal(props.ActiveState, 'active')
       t.equal(props.SubState, 'running')
       t.equal(props.StatusText, `Serving via ${transport}`)
-      const ready = events(log).find((e) => e.event === 'ready')
+      const ready = await event(log, 'ready')
       t.equal(ready?.transport, transport, 'the requested transport sent it')
       t.match(ready?.native, [transport === 'koffi' ? /koffi/ : /unix_dgram/], 'only its native module was loaded')
       t.equal(events(log).find((e) => e.event === 'start')?.uid, 65534, 'the service ran as nobody')
@@ -57,7 +67,7 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
   t.test('auto picks koffi when it is installed', async (t) => {
     const { unit, log } = await service(sd, { SDN_STATUS: 'auto' })
     t.equal((await sd.systemctl(['start', unit])).code, 0)
-    t.equal(events(log).find((e) => e.event === 'ready')?.transport, 'koffi')
+    t.equal((await event(log, 'ready'))?.transport, 'koffi')
     await sd.systemctl(['stop', unit])
   })
 
@@ -67,7 +77,7 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
     t.not(start.code, 0, 'the start fails')
     const props = await sd.show(unit)
     t.equal(props.Result, 'timeout', 'systemd never saw READY=1')
-    t.ok(events(log).some((e) => e.event === 'warning' && e.code === 'SDNOTIFY_EXEC_FALLBACK'), 'the exec fallback warned')
+    t.equal((await event(log, 'warning'))?.code, 'SDNOTIFY_EXEC_FALLBACK', 'the exec fallback warned')
   })
 
   t.test('exec is accepted under NotifyAccess=all: 50 consecutive starts, no failure', async (t) => {
@@ -89,7 +99,7 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
     const props = await sd.show(unit)
     t.equal(props.ActiveState, 'active')
     t.equal(props.NRestarts, '0', 'never restarted in 6 s')
-    t.match(events(log).find((e) => e.event === 'watchdog'), { started: true, intervalMs: 2000 })
+    t.match(await event(log, 'watchdog'), { started: true, intervalMs: 2000 })
     await sd.systemctl(['stop', unit])
   })
 
@@ -110,8 +120,8 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
     t.equal((await sd.systemctl(['start', unit])).code, 0)
     const props = await sd.waitFor(unit, (p) => p.Result === 'watchdog', 15_000)
     t.equal(props.Result, 'watchdog')
-    t.equal(props.ActiveState, 'failed')
-    t.match(events(log).find((e) => e.event === 'unhealthy')?.reason, /health check failed: database unreachable/)
+    t.equal((await sd.waitFor(unit, (p) => p.ActiveState === 'failed', 10_000)).ActiveState, 'failed', 'killed, not restarted (Restart=no)')
+    t.match((await event(log, 'unhealthy'))?.reason, /health check failed: database unreachable/)
   })
 
   t.test('STOPPING=1 puts the unit in deactivating while the process drains', async (t) => {
@@ -123,7 +133,7 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
     t.equal(props.StatusText, 'Draining')
     const after = await sd.waitFor(unit, (p) => p.ActiveState === 'inactive', 10_000)
     t.equal(after.ActiveState, 'inactive')
-    t.ok(events(log).some((e) => e.event === 'stopping'))
+    t.ok(await event(log, 'stopping'))
   })
 
   t.test('systemctl stop: STOPPING and a clean exit', async (t) => {
@@ -161,7 +171,7 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
     t.equal((await sd.systemctl(['start', unit])).code, 0)
     const props = await sd.show(unit, ['NFileDescriptorStore', 'ActiveState'])
     t.equal(props.NFileDescriptorStore, '1', 'systemd holds the stored descriptor')
-    t.match(events(log).find((e) => e.event === 'barrier'), { ok: true }, 'the barrier was acknowledged')
+    t.match(await event(log, 'barrier'), { ok: true }, 'the barrier was acknowledged')
     await sd.systemctl(['stop', unit])
   })
 
@@ -172,10 +182,11 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
     t.equal((await sd.systemctl(['start', 'web.socket'])).code, 0)
     const response = await fetch(`http://127.0.0.1:${port}/`)
     t.match(await response.text(), /^hello from \d+ via fd 3/, 'the service answered on the passed socket')
-    const props = await sd.show('web.service')
+    // The request can be answered a moment before systemd has processed READY=1.
+    const props = await sd.waitFor('web.service', (p) => p.ActiveState === 'active', 5000)
     t.equal(props.ActiveState, 'active')
     t.equal(props.StatusText, 'activated')
-    t.match(events(`${sd.scratch}/web.log`).find((e) => e.event === 'listening'), { fds: [{ fd: 3, name: 'http' }] })
+    t.match(await event(`${sd.scratch}/web.log`, 'listening'), { fds: [{ fd: 3, name: 'http' }] })
     await sd.systemctl(['stop', 'web.socket', 'web.service'])
   })
 })

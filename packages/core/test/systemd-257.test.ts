@@ -9,8 +9,23 @@ const fixture = fileURLToPath(new URL('../fixtures/service.mjs', import.meta.url
 const skip = debianRootSkipReason()
 if (skip) t.comment(`skipping systemd 257 tests: ${skip}`)
 
-const events = (file: string) =>
-  readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as { event: string; [k: string]: unknown })
+type Event = { event: string; [k: string]: unknown }
+const events = (file: string): Event[] => {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as Event)
+  } catch {
+    return []
+  }
+}
+/** Waits for `count` `name` events: systemd may act on a message before the service logs it. */
+async function eventCount(file: string, name: string, count: number, timeoutMs = 5000): Promise<Event[]> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const found = events(file).filter((e) => e.event === name)
+    if (found.length >= count || Date.now() > deadline) return found
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
 
 t.test('systemd 257 (Debian trixie root)', { skip }, async (t) => {
   const sd = await startManager({ root: DEBIAN_ROOT, binds: [repo] })
@@ -33,7 +48,7 @@ t.test('systemd 257 (Debian trixie root)', { skip }, async (t) => {
     const props = await sd.show('fdsvc.service')
     t.equal(props.ActiveState, 'active')
     t.equal(props.StatusText, 'Ready via OpenFile')
-    const ready = events(log).find((e) => e.event === 'ready')
+    const [ready] = await eventCount(log, 'ready', 1)
     t.equal(ready?.transport, 'fd', 'the fd transport sent READY=1')
     t.same(ready?.native, [], 'no native module was loaded')
     await new Promise((resolve) => setTimeout(resolve, 5000))
@@ -55,7 +70,7 @@ t.test('systemd 257 (Debian trixie root)', { skip }, async (t) => {
     t.equal(reload.code, 0, `systemctl reload succeeds ${reload.stderr}`)
     t.ok(took >= 450, `systemctl reload waited for READY=1 (${took} ms, the handler takes 500 ms)`)
     t.equal(events(log).filter((e) => e.event === 'sighup').length, 1, 'the reload handler ran once')
-    t.equal(events(log).filter((e) => e.event === 'reloaded').length, 1)
+    t.equal((await eventCount(log, 'reloaded', 1)).length, 1)
     const props = await sd.show('reloader.service')
     t.equal(props.ActiveState, 'active')
     t.equal(props.StatusText, 'Serving')
