@@ -59,6 +59,14 @@ export interface Notifier {
   extendTimeout(ms: number): Promise<boolean>
   mainPid(pid: number): Promise<boolean>
   send(notification: Notification): Promise<boolean>
+  /**
+   * Sends at once, synchronously, ahead of anything queued: for last words before the process exits
+   * (a failed listen, an 'exit' handler). The transport must be loaded: call prepare() at start-up.
+   * Returns false when not under systemd; throws SdNotifyError otherwise.
+   */
+  sendSync(notification: Notification): boolean
+  /** Chooses and loads the transport now, so the first notification (or sendSync) is fast. */
+  prepare(): Promise<boolean>
   barrier(timeoutMs?: number): Promise<boolean>
   storeFds(fds: readonly number[], name: string, options?: { poll?: boolean }): Promise<boolean>
   removeFds(name: string): Promise<boolean>
@@ -163,6 +171,29 @@ class SdNotifier implements Notifier {
 
   send(notification: Notification): Promise<boolean> {
     return this.submit(notification, [])
+  }
+
+  sendSync(notification: Notification): boolean {
+    const message = encodeNotification(notification)
+    if (this.closed) throw new SdNotifyError('ERR_SDNOTIFY_CLOSED', 'sdnotify: the notifier was closed')
+    if (!this.enabled) return this.disabled()
+    const transport = this.active
+    if (!transport?.sendSync) {
+      throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', 'sdnotify: sendSync() needs a loaded transport: await notifier.prepare() at start-up', {
+        transport: transport?.name,
+      })
+    }
+    transport.sendSync(message)
+    if (notification.status !== undefined) this.status_ = notification.status
+    return true
+  }
+
+  prepare(): Promise<boolean> {
+    return this.enqueue(async () => {
+      if (!this.enabled) return this.disabled()
+      await this.transportFor(false)
+      return true
+    })
   }
 
   storeFds(fds: readonly number[], name: string, options: { poll?: boolean } = {}): Promise<boolean> {

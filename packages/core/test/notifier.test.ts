@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { createNotifier, SdNotifyError } from '../src/index.js'
-import { fakeManager } from './helpers/fake-manager.js'
+import { fakeManager } from '@sdnotify/systemd-harness'
 
 const dist = fileURLToPath(new URL('../dist/esm/index.js', import.meta.url))
 const distCjs = fileURLToPath(new URL('../dist/cjs/index.js', import.meta.url))

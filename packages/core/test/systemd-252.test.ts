@@ -1,46 +1,17 @@
 // Real systemd (the host's, 252): a private user manager; services run as nobody (uid 65534).
-import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { type Manager, startManager, systemdSkipReason } from '@sdnotify/systemd-harness'
+import { type Manager, readEvents, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
 
 const fixture = fileURLToPath(new URL('../fixtures/service.mjs', import.meta.url))
 const skip = systemdSkipReason()
 if (skip) t.comment(`skipping real-systemd tests: ${skip}`)
 
-interface Event {
-  event: string
-  [key: string]: unknown
-}
-const events = (file: string): Event[] => {
-  try {
-    return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as Event)
-  } catch {
-    return []
-  }
-}
+const events = readEvents
+const event = waitForEvent
 
-/** The first `name` event, waiting for it: systemd may act on a message before the service logs it. */
-async function event(file: string, name: string, timeoutMs = 5000): Promise<Event | undefined> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const found = events(file).find((e) => e.event === name)
-    if (found || Date.now() > deadline) return found
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
-
-let counter = 0
-/** Writes a Type=notify service running the fixture with SDN_* settings; returns its name and log. */
-async function service(sd: Manager, env: Record<string, string>, lines: string[] = []) {
-  const name = `svc${++counter}`
-  const log = `${sd.scratch}/${name}.log`
-  const environment = Object.entries({ SDN_LOG: log, ...env }).map(([k, v]) => `"${k}=${v}"`).join(' ')
-  await sd.writeService(name, fixture, [], {
-    service: ['Type=notify', `Environment=${environment}`, 'TimeoutStartSec=15s', `StandardError=append:${sd.scratch}/${name}.err`, ...lines],
-  })
-  return { unit: `${name}.service`, log }
-}
+/** A Type=notify service running the fixture with SDN_* settings; returns its unit name and event log. */
+const service = (sd: Manager, env: Record<string, string>, lines: string[] = []) => sd.notifyService(fixture, env, lines)
 
 t.test('systemd 252 user manager', { skip }, async (t) => {
   const sd = await startManager()

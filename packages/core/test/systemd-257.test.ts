@@ -1,31 +1,15 @@
 // Newer systemd (257, from a Debian trixie root; see scripts/debian-root.sh): OpenFile= and Type=notify-reload.
-import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { DEBIAN_ROOT, debianRootSkipReason, startManager } from '@sdnotify/systemd-harness'
+import { DEBIAN_ROOT, debianRootSkipReason, readEvents, startManager, waitForEvents } from '@sdnotify/systemd-harness'
 
 const repo = fileURLToPath(new URL('../../..', import.meta.url))
 const fixture = fileURLToPath(new URL('../fixtures/service.mjs', import.meta.url))
 const skip = debianRootSkipReason()
 if (skip) t.comment(`skipping systemd 257 tests: ${skip}`)
 
-type Event = { event: string; [k: string]: unknown }
-const events = (file: string): Event[] => {
-  try {
-    return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as Event)
-  } catch {
-    return []
-  }
-}
-/** Waits for `count` `name` events: systemd may act on a message before the service logs it. */
-async function eventCount(file: string, name: string, count: number, timeoutMs = 5000): Promise<Event[]> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const found = events(file).filter((e) => e.event === name)
-    if (found.length >= count || Date.now() > deadline) return found
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
+const events = readEvents
+const eventCount = waitForEvents
 
 t.test('systemd 257 (Debian trixie root)', { skip }, async (t) => {
   const sd = await startManager({ root: DEBIAN_ROOT, binds: [repo] })

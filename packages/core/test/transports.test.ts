@@ -7,7 +7,7 @@ import { parseNotifySocket, type UnixAddress } from '../src/address.js'
 import { FdTransport } from '../src/transports/fd.js'
 import { KoffiTransport } from '../src/transports/koffi.js'
 import { UnixDgramTransport } from '../src/transports/unix-dgram.js'
-import { fakeManager } from './helpers/fake-manager.js'
+import { fakeManager } from '@sdnotify/systemd-harness'
 
 const options = { sendTimeoutMs: 5000 }
 
@@ -159,4 +159,47 @@ t.test('exec against the real systemd-notify', { skip: process.getuid?.() === 0 
   t.equal(await sent, true)
   t.equal(fake.messages[0]?.text, 'READY=1\nSTATUS=from systemd-notify')
   t.equal(fake.messages[1]?.text, 'BARRIER=1')
+})
+
+t.test('sendSync: last words, synchronously, once prepare() has loaded the transport', async (t) => {
+  for (const name of ['koffi', 'unix-dgram'] as const) {
+    const fake = fakeManager()
+    t.teardown(() => fake.close())
+    const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address }, transport: name })
+    t.throws(() => n.sendSync({ errno: 98 }), { code: 'ERR_SDNOTIFY_UNSUPPORTED', message: /prepare\(\)/ }, `${name}: not loaded yet`)
+    t.equal(await n.prepare(), true)
+    t.equal(n.sendSync({ errno: 98, status: 'Failed to listen: EADDRINUSE' }), true, `${name}: sent`)
+    t.equal(n.lastStatus, 'Failed to listen: EADDRINUSE')
+    t.same((await fake.waitFor(1)).map((m) => m.text), ['STATUS=Failed to listen: EADDRINUSE\nERRNO=98'])
+    t.throws(() => n.sendSync({ status: 'a\nb' }), { field: 'STATUS' })
+    await n.close()
+    t.throws(() => n.sendSync({ ready: true }), { code: 'ERR_SDNOTIFY_CLOSED' })
+  }
+  const off = createNotifier({ env: {} })
+  t.equal(await off.prepare(), false)
+  t.equal(off.sendSync({ ready: true }), false, 'not under systemd: false')
+})
+
+t.test('sendSync on the fd and exec transports', async (t) => {
+  const fake = fakeManager()
+  t.teardown(() => fake.close())
+  const koffi = (await import('koffi')).default
+  const libc = koffi.load('libc.so.6')
+  const fd = libc.func('int socket(int, int, int)')(1, 2, 0) as number
+  const address = parseNotifySocket(fake.address) as UnixAddress
+  libc.func('int connect(int, const void *, uint32_t)')(fd, address.sockaddr, address.sockaddr.length)
+  new FdTransport(fd).sendSync(Buffer.from('STOPPING=1'))
+  t.same((await fake.waitFor(1)).map((m) => m.text), ['STOPPING=1'])
+  closeSync(fd)
+  t.throws(() => new FdTransport(fd).sendSync(Buffer.from('X=1')), { code: 'ERR_SDNOTIFY_SEND_FAILED', errno: 'EBADF' })
+
+  const dir = mkdtempSync(join(tmpdir(), 'sdnotify-exec-'))
+  const script = join(dir, 'systemd-notify')
+  writeFileSync(script, `#!/bin/sh\necho "$@" > ${dir}/args\n`)
+  chmodSync(script, 0o755)
+  const n = createNotifier({ env: { NOTIFY_SOCKET: '/run/x' }, transport: 'exec', systemdNotify: script, onWarning: () => {} })
+  await n.prepare()
+  t.equal(n.sendSync({ errno: 13 }), true)
+  const { readFileSync } = await import('node:fs')
+  t.equal(readFileSync(join(dir, 'args'), 'utf8'), 'ERRNO=13\n')
 })

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { createNotifier } from '../src/index.js'
-import { fakeManager } from './helpers/fake-manager.js'
+import { fakeManager } from '@sdnotify/systemd-harness'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const pings = (texts: string[]) => texts.filter((text) => text === 'WATCHDOG=1').length

@@ -102,6 +102,22 @@ export class Manager {
     await this.daemonReload()
   }
 
+  private services = 0
+
+  /**
+   * A Type=notify service running `node script` as nobody with `env` (plus SDN_LOG, the file it appends its
+   * events to) and extra [Service] `lines`. Its stderr goes to <scratch>/<name>.err.
+   */
+  async notifyService(script: string, env: Record<string, string>, lines: string[] = [], prefix = 'svc'): Promise<{ unit: string; log: string; name: string }> {
+    const name = `${prefix}${++this.services}`
+    const log = `${this.scratch}/${name}.log`
+    const environment = Object.entries({ SDN_LOG: log, ...env }).map(([k, v]) => `"${k}=${v}"`).join(' ')
+    await this.writeService(name, script, [], {
+      service: ['Type=notify', `Environment=${environment}`, 'TimeoutStartSec=15s', `StandardError=append:${this.scratch}/${name}.err`, ...lines],
+    })
+    return { unit: `${name}.service`, log, name }
+  }
+
   async daemonReload(): Promise<void> {
     const result = await this.systemctl(['daemon-reload'])
     if (result.code !== 0) throw new Error(`daemon-reload failed: ${result.stderr}`)
@@ -279,3 +295,5 @@ export function debianRootSkipReason(root = DEBIAN_ROOT): string | undefined {
 }
 
 export { tmpdir }
+export { fakeManager, type FakeManager, type Received } from './fake-manager.js'
+export { readEvents, waitForEvent, waitForEvents, type ServiceEvent } from './events.js'

@@ -1,7 +1,7 @@
 // Last resort: spawn systemd-notify(1). The datagram then comes from a child process, so a non-root
 // service needs NotifyAccess=all; and --no-block would race (the child may exit before the manager
 // reads its cgroup), so we keep systemd-notify's default synchronous barrier. No shell is involved.
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { SdNotifyError } from '../errors.js'
 import type { Transport } from './transport.js'
 
@@ -38,6 +38,19 @@ export class ExecTransport implements Transport {
         },
       )
     })
+  }
+
+  sendSync(message: Buffer): void {
+    try {
+      execFileSync(this.command, message.toString('utf8').split('\n'), {
+        env: { ...process.env, NOTIFY_SOCKET: this.notifySocket },
+        timeout: this.timeoutMs,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      })
+    } catch (error) {
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim()
+      throw new SdNotifyError('ERR_SDNOTIFY_SEND_FAILED', `sdnotify: exec transport: ${this.command} failed${stderr ? `: ${stderr}` : ''}`, { transport: this.name })
+    }
   }
 
   /** systemd-notify already waits for the manager (its default barrier) before it exits. */

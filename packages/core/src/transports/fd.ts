@@ -1,7 +1,7 @@
 // systemd ≥ 253: `OpenFile=/run/systemd/notify:notify` (or the user manager's $XDG_RUNTIME_DIR/systemd/notify)
 // passes a socket already connected to the notify socket (exec-invoke.c connect_unix_harder(): SOCK_DGRAM first).
 // Writing to it needs no native code at all.
-import { write } from 'node:fs'
+import { write, writeSync } from 'node:fs'
 import { sendFailed } from '../system-errors.js'
 import type { Transport } from './transport.js'
 
@@ -23,6 +23,16 @@ export class FdTransport implements Transport {
         else resolve()
       })
     })
+  }
+
+  sendSync(message: Buffer): void {
+    let written: number
+    try {
+      written = writeSync(this.fd, message)
+    } catch (error) {
+      throw sendFailed(this.name, (error as NodeJS.ErrnoException).code ?? 'EIO', 'write', ` on fd ${this.fd}`)
+    }
+    if (written !== message.length) throw sendFailed(this.name, 'EIO', 'write', `: ${written} of ${message.length} bytes written`)
   }
 
   close(): void {

@@ -4,7 +4,7 @@
 import { Socket } from 'node:net'
 import type { UnixAddress } from '../address.js'
 import { SdNotifyError } from '../errors.js'
-import { errnoName, retryWhileBusy, sendFailed } from '../system-errors.js'
+import { errnoName, isTransient, retryWhileBusy, sendFailed } from '../system-errors.js'
 import {
   AF_UNIX,
   type Libc,
@@ -35,11 +35,34 @@ export class KoffiTransport implements Transport {
 
   /** Loads koffi and libc now; rejects with ERR_SDNOTIFY_UNSUPPORTED when that is impossible here. */
   async load(): Promise<void> {
-    await loadLibc()
+    this.libc ??= await loadLibc()
   }
 
+  private libc: Libc | undefined
+
   async send(message: Buffer, fds: readonly number[] = []): Promise<void> {
-    const libc = await loadLibc()
+    const libc = (this.libc ??= await loadLibc())
+    const attempt = this.attempt(libc, message, fds)
+    await retryWhileBusy(attempt, (errno) => this.failure(errno), this.options.sendTimeoutMs)
+  }
+
+  sendSync(message: Buffer): void {
+    if (!this.libc) throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', 'sdnotify: koffi is not loaded yet: call notifier.prepare() first', { transport: this.name })
+    const attempt = this.attempt(this.libc, message, [])
+    const deadline = Date.now() + Math.min(this.options.sendTimeoutMs, 1000)
+    for (;;) {
+      const errno = attempt()
+      if (errno === undefined) return
+      if (!isTransient(errno) || Date.now() > deadline) throw this.failure(errno)
+    }
+  }
+
+  private failure(errno: string): SdNotifyError {
+    return sendFailed(this.name, errno, 'sendmsg', 'address' in this.target ? ` to ${this.target.address.path}` : '')
+  }
+
+  /** One sendmsg(2) try: undefined when sent, else the errno name. */
+  private attempt(libc: Libc, message: Buffer, fds: readonly number[]): () => string | undefined {
     const fd = this.descriptor(libc)
     const control = fds.length > 0 ? rightsControlMessage(fds, libc.sizeT) : null
     const address = 'address' in this.target ? this.target.address.sockaddr : null
@@ -53,16 +76,12 @@ export class KoffiTransport implements Transport {
       msg_flags: 0,
     }
     // MSG_DONTWAIT: a full queue gives EAGAIN (retried with back-off) instead of blocking the event loop.
-    await retryWhileBusy(
-      () => {
-        const sent = Number(libc.sendmsg(fd, msghdr, MSG_DONTWAIT | MSG_NOSIGNAL))
-        if (sent === message.length) return undefined
-        if (sent >= 0) return 'EMSGSIZE'
-        return errnoName(libc.errno())
-      },
-      (errno) => sendFailed(this.name, errno, 'sendmsg', 'address' in this.target ? ` to ${this.target.address.path}` : ''),
-      this.options.sendTimeoutMs,
-    )
+    return () => {
+      const sent = Number(libc.sendmsg(fd, msghdr, MSG_DONTWAIT | MSG_NOSIGNAL))
+      if (sent === message.length) return undefined
+      if (sent >= 0) return 'EMSGSIZE'
+      return errnoName(libc.errno())
+    }
   }
 
   /**

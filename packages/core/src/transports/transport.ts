@@ -15,6 +15,11 @@ export interface Transport {
   readonly capabilities: TransportCapabilities
   /** Delivers one datagram, with `fds` attached when given (only if capabilities.fdPassing). */
   send(message: Buffer, fds?: readonly number[]): Promise<void>
+  /**
+   * Delivers one datagram synchronously, for last words before the process exits. Only once loaded;
+   * a busy queue is retried briefly, then it throws.
+   */
+  sendSync?(message: Buffer): void
   /** Waits until the manager has processed everything sent before (sd_notify_barrier(3)). */
   barrier?(timeoutMs: number): Promise<void>
   /** Releases what the transport holds. Idempotent. */

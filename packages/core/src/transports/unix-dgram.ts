@@ -50,8 +50,10 @@ export class UnixDgramTransport implements Transport {
     this.options = options
   }
 
+  private module: UnixDgramModule | undefined
+
   async load(): Promise<void> {
-    await loadUnixDgram()
+    this.module ??= await loadUnixDgram()
   }
 
   async send(message: Buffer): Promise<void> {
@@ -68,6 +70,21 @@ export class UnixDgramTransport implements Transport {
       // host process alive forever: close as soon as nothing is in flight.
       if (--this.inFlight === 0) this.close()
     }
+  }
+
+  sendSync(message: Buffer): void {
+    if (!this.module) throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', 'sdnotify: unix-dgram is not loaded yet: call notifier.prepare() first', { transport: this.name })
+    const socket = this.open(this.module)
+    let failure: Error | undefined
+    try {
+      // The addon calls back synchronously: an error, a congestion (code 1), or nothing.
+      socket.send(message, (error) => {
+        if (error) failure = error.code === 1 ? sendFailed(this.name, 'EAGAIN', 'send') : sendFailed(this.name, errnoName(Number(error.code)), 'send')
+      })
+    } finally {
+      if (this.inFlight === 0) this.close()
+    }
+    if (failure) throw failure
   }
 
   private open(dgram: UnixDgramModule): DgramSocket {

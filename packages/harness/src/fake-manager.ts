@@ -4,7 +4,7 @@ import koffi from 'koffi'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseNotifySocket } from '../../src/address.js'
+import { parseNotifySocket } from '@sdnotify/core'
 
 const libc = koffi.load('libc.so.6')
 koffi.struct('fm_iovec', { iov_base: 'void *', iov_len: 'size_t' })
