@@ -1,6 +1,17 @@
 // @sdnotify/fastify: lifecycle wiring only. Protocol, transports and watchdog health live in @sdnotify/core.
-import { constants } from 'node:os'
-import { createNotifier, listenFds, type Notifier, type NotifierOptions, SdNotifyError, type WatchdogOptions } from '@sdnotify/core'
+import {
+  createNotifier,
+  errnoNumber,
+  formatAddress,
+  listenFds,
+  type Notifier,
+  type NotifierOptions,
+  onShutdownSignal,
+  SdNotifyError,
+  type ShutdownSignalOptions,
+  validateShutdownSignals,
+  type WatchdogOptions,
+} from '@sdnotify/core'
 import type { FastifyInstance, FastifyListenOptions, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 
@@ -28,7 +39,7 @@ export interface SdNotifyOptions {
    * Turn these signals into `fastify.close()` (with a timeout), then exit. Default off: use close-with-grace
    * or your own handler. `true` means SIGTERM and SIGINT. Never SIGHUP: systemd uses it to reload.
    */
-  handleSignals?: boolean | { signals?: NodeJS.Signals[]; timeoutMs?: number }
+  handleSignals?: boolean | ShutdownSignalOptions
   /**
    * Reload on SIGHUP (Type=notify-reload, or ExecReload=kill -HUP $MAINPID): RELOADING=1, the handler,
    * then READY=1. If the handler fails, READY=1 comes with ERRNO and a STATUS saying why, and the
@@ -59,26 +70,7 @@ function validate(options: SdNotifyOptions): void {
   if (options.stoppingStatus !== undefined && typeof options.stoppingStatus !== 'string') throw invalid('stoppingStatus', 'must be a string')
   const w = options.watchdog
   if (w !== undefined && typeof w !== 'boolean' && (w === null || typeof w !== 'object')) throw invalid('watchdog', 'must be a boolean or an object of watchdog options')
-  const s = options.handleSignals
-  if (s !== undefined && typeof s !== 'boolean') {
-    if (s === null || typeof s !== 'object') throw invalid('handleSignals', 'must be a boolean or { signals, timeoutMs }')
-    if (s.signals !== undefined && (!Array.isArray(s.signals) || s.signals.includes('SIGHUP'))) {
-      throw invalid('handleSignals.signals', 'must be an array of signal names, without SIGHUP (systemd sends it to reload)')
-    }
-    if (s.timeoutMs !== undefined && !(typeof s.timeoutMs === 'number' && s.timeoutMs > 0)) throw invalid('handleSignals.timeoutMs', 'must be a positive number of ms')
-  }
-}
-
-const errnoOf = (error: unknown): number | undefined => {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code
-  return code !== undefined ? (constants.errno as Record<string, number>)[code] : undefined
-}
-
-/** http://127.0.0.1:3000, http://[::1]:3000, or a unix socket path. */
-function formatAddress(address: string | { address: string; family: string; port: number }): string {
-  if (typeof address === 'string') return address
-  if (address.family === 'IPv6') return `http://[${address.address}]:${address.port}`
-  return address.port === undefined ? address.address : `http://${address.address}:${address.port}`
+  validateShutdownSignals(options.handleSignals)
 }
 
 const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, options) => {
@@ -89,7 +81,7 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
   fastify.decorate('sdNotify', notifier)
 
   const sendReady = async () => {
-    const addresses = fastify.addresses().map(formatAddress)
+    const addresses = fastify.addresses().map((address) => formatAddress(address))
     const status = options.readyStatus ? options.readyStatus(addresses) : addresses.length > 0 ? `Listening on ${addresses.join(', ')}` : 'Ready'
     try {
       await notifier.ready(status)
@@ -113,7 +105,7 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
   const onServerError = (error: Error) => {
     if (fastify.server.listening) return
     try {
-      notifier.sendSync({ errno: errnoOf(error) ?? constants.errno.EIO, status: `Failed to listen: ${error.message}` })
+      notifier.sendSync({ errno: errnoNumber(error), status: `Failed to listen: ${error.message}` })
     } catch (sendError) {
       log(sendError, 'reporting the listen error')
     }
@@ -169,7 +161,7 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
           await notifier.ready(previous ?? 'Reloaded')
         } catch (error) {
           fastify.log.error({ err: error }, 'sdnotify: reload failed; still serving the previous configuration')
-          await notifier.send({ ready: true, errno: errnoOf(error) ?? constants.errno.EIO, status: `Reload failed: ${(error as Error)?.message ?? error}` })
+          await notifier.send({ ready: true, errno: errnoNumber(error), status: `Reload failed: ${(error as Error)?.message ?? error}` })
         }
       } catch (error) {
         log(error, 'reload notification')
@@ -183,26 +175,8 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
   }
 
   if (options.handleSignals) {
-    const config = typeof options.handleSignals === 'object' ? options.handleSignals : {}
-    const signals = config.signals ?? ['SIGTERM', 'SIGINT']
-    const timeoutMs = config.timeoutMs ?? 10_000
-    const onSignal = (signal: NodeJS.Signals) => {
-      fastify.log.info(`sdnotify: ${signal} received, closing`)
-      const timer = setTimeout(() => {
-        fastify.log.error(`sdnotify: close did not finish within ${timeoutMs} ms, exiting`)
-        process.exit(1)
-      }, timeoutMs)
-      timer.unref()
-      fastify.close().then(
-        () => process.exit(0),
-        (error: unknown) => {
-          fastify.log.error({ err: error }, 'sdnotify: close failed')
-          process.exit(1)
-        },
-      )
-    }
-    for (const signal of signals) process.once(signal, onSignal)
-    cleanups.push(() => signals.forEach((signal) => process.removeListener(signal, onSignal)))
+    const log = (message: string, error?: unknown) => (error ? fastify.log.error({ err: error }, `sdnotify: ${message}`) : fastify.log.info(`sdnotify: ${message}`))
+    cleanups.push(onShutdownSignal(options.handleSignals, () => fastify.close(), log))
   }
 }
 

@@ -43,7 +43,7 @@ t.test('options are validated at registration, naming the option', async (t) => 
     [{ readyOn: 'soon' }, /readyOn must be 'listen' or 'ready'/],
     [{ redyOn: 'listen' }, /redyOn is unknown/],
     [{ onReload: 'yes' }, /onReload must be a function/],
-    [{ handleSignals: { signals: ['SIGHUP'] } }, /without SIGHUP/],
+    [{ handleSignals: { signals: ['SIGHUP'] } }, /handleSignals.signals must not include SIGHUP/],
     [{ handleSignals: { timeoutMs: -1 } }, /handleSignals.timeoutMs/],
     [{ watchdog: 5 }, /watchdog must be a boolean or an object/],
   ]
