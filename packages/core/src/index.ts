@@ -14,3 +14,5 @@ export type { TransportName, TransportCapabilities } from './transports/transpor
 export type { TransportPlan } from './select-transport.js'
 export { errnoNumber, formatAddress, onShutdownSignal, validateShutdownSignals } from './lifecycle.js'
 export type { ShutdownSignalOptions } from './lifecycle.js'
+export { trackHttpConnections } from './http-drain.js'
+export type { HttpDrain } from './http-drain.js'

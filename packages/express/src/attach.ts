@@ -1,9 +1,8 @@
 // Readiness and graceful shutdown for any node:http / https / http2 server.
-import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http'
-import type { Http2SecureServer, Http2Server, Http2Session } from 'node:http2'
+import type { Server as HttpServer } from 'node:http'
+import type { Http2SecureServer, Http2Server } from 'node:http2'
 import type { Server as HttpsServer } from 'node:https'
-import type { Socket } from 'node:net'
-import { createNotifier, errnoNumber, formatAddress, type Notifier, onShutdownSignal } from '@sdnotify/core'
+import { createNotifier, errnoNumber, formatAddress, type Notifier, onShutdownSignal, trackHttpConnections } from '@sdnotify/core'
 import { type SdNotifyServerOptions, validateOptions } from './options.js'
 
 export type AnyServer = HttpServer | HttpsServer | Http2Server | Http2SecureServer
@@ -29,13 +28,6 @@ export function attachmentOf(server: AnyServer): Attachment | undefined {
   return attachments.get(server)
 }
 
-interface Tracked {
-  socket: Socket
-  active: number
-  /** Responses in flight whose headers are not sent yet. */
-  pending: Set<ServerResponse>
-}
-
 /** Wires `server` to systemd: READY=1 once it listens, ERRNO on a listen error, a graceful close(). */
 export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): Attachment {
   validateOptions(options, false)
@@ -47,36 +39,8 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
   // Loading the transport now makes READY fast and lets a listen error be sent synchronously.
   const prepared = notifier.prepare().catch((error: unknown) => warn('loading the notify transport', error))
 
-  const tracked = new Map<Socket, Tracked>()
-  const sessions = new Set<Http2Session>()
+  const connections = trackHttpConnections(server)
   let closing: Promise<void> | undefined
-  let reportProgress = () => {}
-
-  server.on('connection', (socket: Socket) => {
-    tracked.set(socket, { socket, active: 0, pending: new Set() })
-    socket.once('close', () => tracked.delete(socket))
-  })
-  server.on('session', (session: Http2Session) => {
-    sessions.add(session)
-    session.once('close', () => {
-      sessions.delete(session)
-      if (closing) reportProgress()
-    })
-  })
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    const entry = tracked.get(req.socket)
-    if (!entry) return // http2 streams: their sessions are closed gracefully instead
-    entry.active++
-    if (closing) res.setHeader('connection', 'close')
-    else entry.pending.add(res)
-    res.once('close', () => {
-      entry.active--
-      entry.pending.delete(res)
-      if (closing) reportProgress()
-      // A keep-alive connection that turned idle during the drain is ended now, not at keepAliveTimeout.
-      if (closing && entry.active === 0) entry.socket.end()
-    })
-  })
 
   const onReady = async () => {
     const address = formatAddress(server.address(), protocol)
@@ -109,42 +73,25 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
     listenErrorReports.set(server, report.then(() => undefined, (sendError: unknown) => warn('reporting the listen error', sendError)))
   })
 
-  const inFlight = () => [...tracked.values()].filter((entry) => entry.active > 0).length + sessions.size
   let removeSignals: (() => void) | undefined
 
   const drain = async (): Promise<void> => {
     const timeoutMs = options.shutdownTimeoutMs ?? 10_000
     notifier.watchdog.stop()
-    const report = (count: number) => notifier.stopping(count > 0 ? `Draining ${count} connection${count === 1 ? '' : 's'}` : 'Shutting down').catch((error: unknown) => warn('STOPPING=1', error))
-    await report(inFlight())
+    const report = (count: number) =>
+      notifier.stopping(count > 0 ? `Draining ${count} connection${count === 1 ? '' : 's'}` : 'Shutting down').catch((error: unknown) => warn('STOPPING=1', error))
+    let last = connections.inFlight
+    await report(last)
     const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-    for (const entry of tracked.values()) {
-      if (entry.active === 0) entry.socket.end()
-      // Responses still to be written end their keep-alive connection: clients will not reuse it.
-      for (const res of entry.pending) if (!res.headersSent) res.setHeader('connection', 'close')
-      entry.pending.clear()
-    }
-    for (const session of sessions) session.close()
-    // STATUS follows the drain: one report per change of the count, coalesced within a tick.
-    let last = inFlight()
-    let scheduled = false
-    reportProgress = () => {
-      if (scheduled) return
-      scheduled = true
-      setImmediate(() => {
-        scheduled = false
-        const now = inFlight()
-        if (now !== last) void report((last = now))
-      })
-    }
-    const timer = setTimeout(() => {
-      for (const entry of tracked.values()) entry.socket.destroy()
-      for (const session of sessions) session.destroy()
-    }, timeoutMs)
+    let done = false
+    connections.begin((count) => {
+      if (!done) void report((last = count))
+    })
+    const timer = setTimeout(() => connections.destroyAll(), timeoutMs)
     try {
       await closed
-      reportProgress = () => {}
-      if (last !== 0) await report(0) // the drain is over
+      done = true
+      if (last !== 0) await report((last = 0)) // the drain is over
     } finally {
       clearTimeout(timer)
       removeSignals?.()
@@ -156,7 +103,7 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
     server,
     notifier,
     get connections() {
-      return tracked.size + sessions.size
+      return connections.connections
     },
     close: () => (closing ??= drain()),
   }

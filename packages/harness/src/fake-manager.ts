@@ -4,7 +4,6 @@ import koffi from 'koffi'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseNotifySocket } from '@sdnotify/core'
 
 const libc = koffi.load('libc.so.6')
 koffi.struct('fm_iovec', { iov_base: 'void *', iov_len: 'size_t' })
@@ -21,6 +20,17 @@ const socket = libc.func('int socket(int, int, int)')
 const bind = libc.func('int bind(int, const void *, uint32_t)')
 const recvmsg = libc.func('intptr_t recvmsg(int, _Inout_ fm_msghdr *, int)')
 const close = libc.func('int close(int)')
+/** struct sockaddr_un for a path or an @abstract name (kept apart from @sdnotify/core, which tests against it). */
+function sockaddrUn(address: string): Buffer {
+  const name = Buffer.from(address)
+  const abstract = address.startsWith('@')
+  const buf = Buffer.alloc(2 + name.length + (abstract ? 0 : 1))
+  buf.writeUInt16LE(1, 0) // AF_UNIX
+  name.copy(buf, 2)
+  if (abstract) buf[2] = 0
+  return buf
+}
+
 const SOCK_NONBLOCK = 0o4000
 const SOCK_CLOEXEC = 0o2000000
 
@@ -46,7 +56,7 @@ export function fakeManager(options: { abstract?: boolean } = {}): FakeManager {
   const dir = mkdtempSync(join(tmpdir(), 'sdnotify-fake-'))
   const address = options.abstract ? `@sdnotify-fake-${process.pid}-${Math.random().toString(36).slice(2)}` : join(dir, 'notify')
   const fd = socket(1, 2 | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number
-  const sockaddr = (parseNotifySocket(address) as { sockaddr: Buffer }).sockaddr
+  const sockaddr = sockaddrUn(address)
   if (bind(fd, sockaddr, sockaddr.length) !== 0) throw new Error(`bind failed: errno ${koffi.errno()}`)
   const messages: Received[] = []
   let paused = false
