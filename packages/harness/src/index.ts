@@ -105,13 +105,19 @@ export class Manager {
   private services = 0
 
   /**
-   * A Type=notify service running `node script` as nobody with `env` (plus SDN_LOG, the file it appends its
-   * events to) and extra [Service] `lines`. Its stderr goes to <scratch>/<name>.err.
+   * A Type=notify service running `node script` as nobody with `env` (plus `logVariable`, default SDN_LOG:
+   * the file it appends its events to) and extra [Service] `lines`. Its stderr goes to <scratch>/<name>.err.
    */
-  async notifyService(script: string, env: Record<string, string>, lines: string[] = [], prefix = 'svc'): Promise<{ unit: string; log: string; name: string }> {
+  async notifyService(
+    script: string,
+    env: Record<string, string>,
+    lines: string[] = [],
+    prefix = 'svc',
+    logVariable = 'SDN_LOG',
+  ): Promise<{ unit: string; log: string; name: string }> {
     const name = `${prefix}${++this.services}`
     const log = `${this.scratch}/${name}.log`
-    const environment = Object.entries({ SDN_LOG: log, ...env }).map(([k, v]) => `"${k}=${v}"`).join(' ')
+    const environment = Object.entries({ [logVariable]: log, ...env }).map(([k, v]) => `"${k}=${v}"`).join(' ')
     await this.writeService(name, script, [], {
       service: ['Type=notify', `Environment=${environment}`, 'TimeoutStartSec=15s', `StandardError=append:${this.scratch}/${name}.err`, ...lines],
     })
