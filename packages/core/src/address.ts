@@ -1,10 +1,11 @@
 // Parses $NOTIFY_SOCKET as sd_notify(3) does: "/path", "@abstract", or "vsock[-stream|-dgram|-seqpacket]:CID:PORT".
-import { endianness } from 'node:os'
 import { SdNotifyError } from './errors.js'
 
 /** sizeof(struct sockaddr_un.sun_path) on Linux. */
 export const SUN_PATH_BYTES = 108
 const AF_UNIX = 1
+/** sa_family is in host byte order. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
 export interface UnixAddress {
   family: 'unix'
@@ -65,7 +66,7 @@ export function parseNotifySocket(value: string): NotifyAddress {
   const abstract = value[0] === '@'
   // Abstract names start with a NUL byte instead of '@' and are not NUL-terminated: addrlen covers the name exactly.
   const sockaddr = Buffer.alloc(2 + name.length + (abstract ? 0 : 1))
-  if (endianness() === 'LE') sockaddr.writeUInt16LE(AF_UNIX, 0)
+  if (LITTLE_ENDIAN) sockaddr.writeUInt16LE(AF_UNIX, 0)
   else sockaddr.writeUInt16BE(AF_UNIX, 0)
   name.copy(sockaddr, 2)
   if (abstract) sockaddr[2] = 0

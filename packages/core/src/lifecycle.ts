@@ -1,13 +1,13 @@
 // Small helpers the framework adapters share: turning errors into ERRNO=, addresses into STATUS= text,
 // and shutdown signals into a graceful close. Never SIGHUP: systemd's Type=notify-reload uses it to reload.
-import { constants } from 'node:os'
 import { invalidOption } from './errors.js'
 
 /** The errno number of a Node.js system error (`EADDRINUSE` → 98), or `fallback`. */
-export function errnoNumber(error: unknown, fallback: number = constants.errno.EIO): number {
+export function errnoNumber(error: unknown, fallback?: number): number {
+  const { errno } = process.getBuiltinModule('node:os').constants // not imported: keeps this package's import cheap
   const code = (error as NodeJS.ErrnoException | undefined)?.code
-  const errno = typeof code === 'string' ? (constants.errno as Record<string, number>)[code] : undefined
-  return errno ?? fallback
+  const value = typeof code === 'string' ? (errno as Record<string, number>)[code] : undefined
+  return value ?? fallback ?? errno.EIO
 }
 
 /** `http://127.0.0.1:3000`, `http://[::1]:3000`, or a unix socket path, from server.address(). */

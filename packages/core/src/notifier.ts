@@ -4,7 +4,6 @@ import { type Environment, LISTEN_VARIABLES, NOTIFY_VARIABLES, systemdVariables,
 import { notifyFd } from './listen-fds.js'
 import { encodeNotification, type Notification } from './protocol.js'
 import { createTransport, findExecutable, planTransports, type SelectionContext, TRANSPORT_ORDER, type TransportPlan } from './select-transport.js'
-import { KoffiTransport } from './transports/koffi.js'
 import type { Transport, TransportName } from './transports/transport.js'
 import { Watchdog, watchdogSettings } from './watchdog.js'
 
@@ -89,6 +88,8 @@ class SdNotifier implements Notifier {
   private active: Transport | undefined
   private fdPassing: Transport | undefined
   private tail: Promise<unknown> = Promise.resolve()
+  /** Operations queued and not finished: the fast path may only send when this is 0 (order). */
+  private pending = 0
   private closed = false
   private status_: string | undefined
 
@@ -269,6 +270,19 @@ class SdNotifier implements Notifier {
     } catch (error) {
       return Promise.reject(error)
     }
+    // Fast path: nothing queued ahead, transport loaded, no fds: one non-blocking send, no async hops.
+    // A full queue (or anything unusual) takes the queued, retrying path below.
+    const active = this.active
+    if (this.pending === 0 && fds.length === 0 && !this.closed && active?.trySend) {
+      try {
+        if (active.trySend(message)) {
+          if (remember && notification.status !== undefined) this.status_ = notification.status
+          return Promise.resolve(true)
+        }
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    }
     return this.enqueue(async () => {
       if (!this.enabled) return this.disabled()
       const transport = await this.transportFor(fds.length > 0)
@@ -281,7 +295,8 @@ class SdNotifier implements Notifier {
   /** Runs sends one at a time, in call order: systemd must see READY after the STATUS sent before it. */
   private enqueue<T>(operation: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new SdNotifyError('ERR_SDNOTIFY_CLOSED', 'sdnotify: the notifier was closed'))
-    const result = this.tail.then(operation)
+    this.pending++
+    const result = this.tail.then(operation).finally(() => this.pending--)
     this.tail = result.catch(() => undefined)
     return result
   }
@@ -305,6 +320,7 @@ class SdNotifier implements Notifier {
       const target =
         transport.name === 'fd' ? { connectedFd: this.ctx.notifyFd as number } : this.ctx.address?.family === 'unix' ? { address: this.ctx.address } : undefined
       if (target === undefined) throw this.unsupported(transport.name)
+      const { KoffiTransport } = await import('./transports/koffi.js')
       const koffi = new KoffiTransport(target, { sendTimeoutMs: this.sendTimeoutMs })
       try {
         await koffi.load()
@@ -333,7 +349,7 @@ class SdNotifier implements Notifier {
         failures.push(`${name}: ${plan.reason}`)
         continue
       }
-      const transport = createTransport(name, this.ctx, { sendTimeoutMs: this.sendTimeoutMs })
+      const transport = await createTransport(name, this.ctx, { sendTimeoutMs: this.sendTimeoutMs })
       try {
         if ('load' in transport) await (transport as { load(): Promise<void> }).load()
       } catch (error) {

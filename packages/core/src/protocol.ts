@@ -83,6 +83,8 @@ const FIELD_KEYS = {
 } as const satisfies Record<Exclude<keyof Notification, 'extra'>, string>
 
 type TypedField = keyof typeof FIELD_KEYS
+const TYPED_FIELDS = Object.keys(FIELD_KEYS) as TypedField[]
+const KNOWN_FIELDS = new Set<string>([...TYPED_FIELDS, 'extra'])
 
 /** Reads CLOCK_MONOTONIC in µs: libuv's uv_hrtime (process.hrtime) uses CLOCK_MONOTONIC on Linux. */
 export function monotonicUsec(): bigint {
@@ -190,37 +192,32 @@ export function toAssignments(notification: Notification, now: () => bigint = mo
   if (notification === null || typeof notification !== 'object' || Array.isArray(notification)) {
     throw invalidField('notification', 'must be an object such as { ready: true, status: "…" }')
   }
-  const known = new Set<string>([...Object.keys(FIELD_KEYS), 'extra'])
-  for (const name of Object.keys(notification)) {
-    if (!known.has(name)) {
-      throw invalidField(name, `is not a notification field (known: ${[...known].join(', ')}); put custom KEY=VALUE pairs in extra`)
+  for (const name in notification) {
+    if (!KNOWN_FIELDS.has(name)) {
+      throw invalidField(name, `is not a notification field (known: ${[...KNOWN_FIELDS].join(', ')}); put custom KEY=VALUE pairs in extra`)
     }
   }
   const lines: string[] = []
-  const keys = new Set<string>()
-  const fields = { ...notification }
+  const fields = notification
   // RELOADING=1 needs MONOTONIC_USEC (systemd ≥ 253) or `systemctl reload` may return before the reload is done.
-  if (fields.reloading === true && fields.monotonicUsec === undefined) fields.monotonicUsec = now()
-  for (const field of Object.keys(FIELD_KEYS) as TypedField[]) {
-    const value = fields[field]
+  const monotonic = fields.reloading === true && fields.monotonicUsec === undefined ? now() : fields.monotonicUsec
+  for (const field of TYPED_FIELDS) {
+    const value = field === 'monotonicUsec' ? monotonic : fields[field]
     if (value === undefined) continue
     const encoded = encodeField(field, value)
-    if (encoded === undefined) continue
-    lines.push(`${FIELD_KEYS[field]}=${encoded}`)
-    keys.add(FIELD_KEYS[field])
+    if (encoded !== undefined) lines.push(`${FIELD_KEYS[field]}=${encoded}`)
   }
   if (fields.extra !== undefined) {
     if (fields.extra === null || typeof fields.extra !== 'object') throw invalidField('extra', 'must be an object of KEY: value pairs')
     for (const [key, value] of Object.entries(fields.extra)) {
       if (!KEY_PATTERN.test(key)) throw invalidField(key, 'must match [A-Z][A-Z0-9_]* (upper-case letters, digits, underscores)')
-      if (keys.has(key)) throw invalidField(key, 'is set twice: both as a typed field and in extra')
+      if (lines.some((line) => line.startsWith(`${key}=`))) throw invalidField(key, 'is set twice: both as a typed field and in extra')
       if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
         throw invalidField(key, `must be a string, number or boolean (got ${describeValue(value)})`)
       }
       if (typeof value === 'number' && !Number.isFinite(value)) throw invalidField(key, 'must be a finite number')
       const encoded = typeof value === 'boolean' ? (value ? '1' : '0') : checkValue(key, String(value))
       lines.push(`${key}=${encoded}`)
-      keys.add(key)
     }
   }
   if (fields.fdStoreRemove === true && fields.fdName === undefined) throw invalidField('FDSTOREREMOVE', 'needs FDNAME (fdName) to say which descriptors to remove')

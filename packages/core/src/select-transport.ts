@@ -1,12 +1,6 @@
 // Which transport to use, and why each other one was not: fd, then koffi, then unix-dgram, then exec.
-import { accessSync, constants } from 'node:fs'
-import { delimiter, join } from 'node:path'
-import type { NotifyAddress } from './address.js'
-import { ExecTransport } from './transports/exec.js'
-import { FdTransport } from './transports/fd.js'
-import { KoffiTransport } from './transports/koffi.js'
+import type { NotifyAddress, UnixAddress } from './address.js'
 import type { Transport, TransportName, TransportOptions } from './transports/transport.js'
-import { UnixDgramTransport } from './transports/unix-dgram.js'
 
 export const TRANSPORT_ORDER: readonly TransportName[] = ['fd', 'koffi', 'unix-dgram', 'exec']
 
@@ -54,22 +48,28 @@ export function planTransports(ctx: SelectionContext): TransportPlan[] {
   return plans
 }
 
-export function createTransport(name: TransportName, ctx: SelectionContext, options: TransportOptions): Transport {
+/**
+ * Creates a transport. Each is imported only here, when chosen: importing them all (node:net,
+ * node:child_process…) would add tens of ms to every start-up, under systemd or not.
+ */
+export async function createTransport(name: TransportName, ctx: SelectionContext, options: TransportOptions): Promise<Transport> {
   switch (name) {
     case 'fd':
-      return new FdTransport(ctx.notifyFd as number)
+      return new (await import('./transports/fd.js')).FdTransport(ctx.notifyFd as number)
     case 'koffi':
-      return new KoffiTransport({ address: ctx.address as Extract<NotifyAddress, { family: 'unix' }> }, options)
+      return new (await import('./transports/koffi.js')).KoffiTransport({ address: ctx.address as UnixAddress }, options)
     case 'unix-dgram':
-      return new UnixDgramTransport(ctx.address as Extract<NotifyAddress, { family: 'unix' }>, options)
+      return new (await import('./transports/unix-dgram.js')).UnixDgramTransport(ctx.address as UnixAddress, options)
     case 'exec':
-      return new ExecTransport(ctx.systemdNotify as string, ctx.notifySocket as string, Math.max(options.sendTimeoutMs, 1000))
+      return new (await import('./transports/exec.js')).ExecTransport(ctx.systemdNotify as string, ctx.notifySocket as string, Math.max(options.sendTimeoutMs, 1000))
   }
 }
 
 /** Finds an executable on PATH without spawning anything. */
 export function findExecutable(command: string, path = process.env.PATH ?? ''): string | undefined {
-  const candidates = command.includes('/') ? [command] : path.split(delimiter).filter(Boolean).map((dir) => join(dir, command))
+  // getBuiltinModule: an ESM import of node:fs would add milliseconds to every import of this package.
+  const { accessSync, constants } = process.getBuiltinModule('node:fs')
+  const candidates = command.includes('/') ? [command] : path.split(':').filter(Boolean).map((dir) => `${dir.replace(/\/+$/, '')}/${command}`)
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK)

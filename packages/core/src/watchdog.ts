@@ -1,7 +1,7 @@
 // sd_watchdog_enabled(3) and a health-gated pinger: pings at half the timeout on an unref'd timer,
 // re-armed after each tick (so ticks never pile up), and stops pinging while the process is unhealthy,
 // so that systemd restarts it (Result=watchdog).
-import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks'
+import type { IntervalHistogram } from 'node:perf_hooks'
 import { invalidOption } from './errors.js'
 import type { SystemdVariables } from './environment.js'
 
@@ -69,6 +69,8 @@ export class Watchdog {
   }
   private generation = 0
   private unhealthy: string | undefined
+  /** When the pending tick should run: how late it runs is itself a measure of event-loop delay. */
+  private dueAt = 0
 
   constructor(settings: WatchdogSettings, host: WatchdogHost) {
     this.enabled = settings.enabled
@@ -107,11 +109,17 @@ export class Watchdog {
     this.stop()
     this.unhealthy = undefined // a restart judges health afresh
     this.options = { ...options, pingIntervalMs, maxEventLoopDelayMs, healthCheckTimeoutMs, reportStatus: options.reportStatus ?? true }
+    const generation = ++this.generation
     if (maxEventLoopDelayMs !== false) {
-      this.histogram = monitorEventLoopDelay({ resolution: Math.min(20, Math.max(1, Math.floor(maxEventLoopDelayMs / 4))) })
-      this.histogram.enable()
+      // perf_hooks is loaded here, not at import: it costs milliseconds that a process without a watchdog
+      // should not pay. Until it is ready (the first tick) the delay is simply not checked.
+      void import('node:perf_hooks').then(({ monitorEventLoopDelay }) => {
+        if (generation !== this.generation) return
+        this.histogram = monitorEventLoopDelay({ resolution: Math.min(20, Math.max(1, Math.floor(maxEventLoopDelayMs / 4))) })
+        this.histogram.enable()
+      })
     }
-    this.schedule(++this.generation, 0)
+    this.schedule(generation, 0)
     return true
   }
 
@@ -135,13 +143,15 @@ export class Watchdog {
   }
 
   private schedule(generation: number, delay: number): void {
+    this.dueAt = performance.now() + delay
     this.timer = setTimeout(() => void this.tick(generation), delay)
     this.timer.unref() // never keep the host process alive
   }
 
   private async tick(generation: number): Promise<void> {
+    const lateMs = performance.now() - this.dueAt
     try {
-      const reason = await this.check()
+      const reason = await this.check(lateMs)
       if (generation !== this.generation) return
       if (reason !== undefined) {
         if (this.unhealthy === undefined) {
@@ -167,11 +177,11 @@ export class Watchdog {
     }
   }
 
-  private async check(): Promise<string | undefined> {
-    const { histogram } = this
-    if (histogram && this.options.maxEventLoopDelayMs !== false) {
-      const delayMs = histogram.max / 1e6
-      histogram.reset()
+  private async check(lateMs: number): Promise<string | undefined> {
+    if (this.options.maxEventLoopDelayMs !== false) {
+      // The worst delay seen by perf_hooks since the last tick, or how late this tick itself ran.
+      const delayMs = Math.max(lateMs, (this.histogram?.max ?? 0) / 1e6)
+      this.histogram?.reset()
       if (delayMs > this.options.maxEventLoopDelayMs) {
         return `event loop delay ${Math.round(delayMs)} ms > ${this.options.maxEventLoopDelayMs} ms`
       }

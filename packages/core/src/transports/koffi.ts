@@ -43,7 +43,7 @@ export class KoffiTransport implements Transport {
   async send(message: Buffer, fds: readonly number[] = []): Promise<void> {
     const libc = (this.libc ??= await loadLibc())
     const attempt = this.attempt(libc, message, fds)
-    await retryWhileBusy(attempt, (errno) => this.failure(errno), this.options.sendTimeoutMs)
+    await retryWhileBusy(attempt, (errno) => this.failure(errno, attempt.syscall), this.options.sendTimeoutMs)
   }
 
   sendSync(message: Buffer): void {
@@ -53,35 +53,46 @@ export class KoffiTransport implements Transport {
     for (;;) {
       const errno = attempt()
       if (errno === undefined) return
-      if (!isTransient(errno) || Date.now() > deadline) throw this.failure(errno)
+      if (!isTransient(errno) || Date.now() > deadline) throw this.failure(errno, attempt.syscall)
     }
   }
 
-  private failure(errno: string): SdNotifyError {
-    return sendFailed(this.name, errno, 'sendmsg', 'address' in this.target ? ` to ${this.target.address.path}` : '')
+  trySend(message: Buffer): boolean {
+    if (!this.libc) return false
+    const attempt = this.attempt(this.libc, message, [])
+    const errno = attempt()
+    if (errno === undefined) return true
+    if (isTransient(errno)) return false
+    throw this.failure(errno, attempt.syscall)
   }
 
-  /** One sendmsg(2) try: undefined when sent, else the errno name. */
-  private attempt(libc: Libc, message: Buffer, fds: readonly number[]): () => string | undefined {
+  private failure(errno: string, syscall: string): SdNotifyError {
+    return sendFailed(this.name, errno, syscall, 'address' in this.target ? ` to ${this.target.address.path}` : '')
+  }
+
+  /** One send try: undefined when sent, else the errno name. */
+  private attempt(libc: Libc, message: Buffer, fds: readonly number[]): (() => string | undefined) & { syscall: string } {
     const fd = this.descriptor(libc)
-    const control = fds.length > 0 ? rightsControlMessage(fds, libc.sizeT) : null
     const address = 'address' in this.target ? this.target.address.sockaddr : null
+    // MSG_DONTWAIT: a full queue gives EAGAIN (retried with back-off) instead of blocking the event loop.
+    const flags = MSG_DONTWAIT | MSG_NOSIGNAL
+    const result = (sent: number | bigint) => {
+      const n = Number(sent)
+      if (n === message.length) return undefined
+      return n >= 0 ? 'EMSGSIZE' : errnoName(libc.errno())
+    }
+    if (fds.length === 0) return Object.assign(() => result(libc.sendto(fd, message, message.length, flags, address, address?.length ?? 0)), { syscall: 'sendto' })
+    const control = rightsControlMessage(fds, libc.sizeT)
     const msghdr = {
       msg_name: address,
       msg_namelen: address?.length ?? 0,
       msg_iov: [{ iov_base: message, iov_len: message.length }],
       msg_iovlen: 1,
       msg_control: control,
-      msg_controllen: control?.length ?? 0,
+      msg_controllen: control.length,
       msg_flags: 0,
     }
-    // MSG_DONTWAIT: a full queue gives EAGAIN (retried with back-off) instead of blocking the event loop.
-    return () => {
-      const sent = Number(libc.sendmsg(fd, msghdr, MSG_DONTWAIT | MSG_NOSIGNAL))
-      if (sent === message.length) return undefined
-      if (sent >= 0) return 'EMSGSIZE'
-      return errnoName(libc.errno())
-    }
+    return Object.assign(() => result(libc.sendmsg(fd, msghdr, flags)), { syscall: 'sendmsg' })
   }
 
   /**

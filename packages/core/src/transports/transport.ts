@@ -20,6 +20,11 @@ export interface Transport {
    * a busy queue is retried briefly, then it throws.
    */
   sendSync?(message: Buffer): void
+  /**
+   * One immediate, non-blocking try (no fds): true when sent, false when the manager's queue is full
+   * (the caller then queues the message for the retrying path). Throws on other errors. Only once loaded.
+   */
+  trySend?(message: Buffer): boolean
   /** Waits until the manager has processed everything sent before (sd_notify_barrier(3)). */
   barrier?(timeoutMs: number): Promise<void>
   /** Releases what the transport holds. Idempotent. */

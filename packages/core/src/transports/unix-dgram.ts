@@ -62,7 +62,7 @@ export class UnixDgramTransport implements Transport {
     try {
       const socket = this.open(dgram)
       const deadline = Date.now() + this.options.sendTimeoutMs
-      while (!(await this.trySend(socket, message, deadline))) {
+      while (!(await this.sendOnce(socket, message, deadline))) {
         /* congestion: waited for 'writable', try again */
       }
     } finally {
@@ -103,7 +103,7 @@ export class UnixDgramTransport implements Transport {
   }
 
   /** true: sent; false: congested and now writable again. Throws on errors and on timeout. */
-  private trySend(socket: DgramSocket, message: Buffer, deadline: number): Promise<boolean> {
+  private sendOnce(socket: DgramSocket, message: Buffer, deadline: number): Promise<boolean> {
     return new Promise((resolve, reject) => {
       socket.send(message, (error) => {
         if (!error) return resolve(true)
