@@ -21,7 +21,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const skip = systemdSkipReason()
 if (skip) {
   console.log(`pnpm bench cannot run here: ${skip}. It measures against a private systemd manager (root, Linux).`)
-  process.exit(1)
+  process.exit(quick ? 0 : 1) // --quick is CI's smoke test: say why, do not fail elsewhere
 }
 mkdirSync(cache, { recursive: true })
 
