@@ -1,8 +1,31 @@
 // Sends `count` STATUS=<seq> messages as fast as the API allows to $NOTIFY_SOCKET (a counting receiver),
-// with one method; prints {"sent", "ms", "maxLoopDelayMs", "error"?}.
-import { createRequire } from 'node:module'
+// with one method; prints {"sent", "ms", "maxLoopDelayMs", "childProcesses", "error"?}.
+import childProcess from 'node:child_process'
+import { createRequire, syncBuiltinESMExports } from 'node:module'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { createNotifier } from '@sdnotify/core'
+
+// Count every child process started from here on: all of Node's asynchronous ways (spawn, exec,
+// execFile, fork) go through ChildProcess.prototype.spawn, the synchronous ones are wrapped one by one.
+let childProcesses = 0
+const spawnAsync = childProcess.ChildProcess.prototype.spawn
+childProcess.ChildProcess.prototype.spawn = function (...args) {
+  childProcesses++
+  return spawnAsync.apply(this, args)
+}
+for (const name of ['spawnSync', 'execSync', 'execFileSync']) {
+  const original = childProcess[name]
+  childProcess[name] = function (...args) {
+    childProcesses++
+    return original.apply(this, args)
+  }
+}
+syncBuiltinESMExports()
+// The counter must be able to count: one child of each kind, then back to zero.
+childProcess.spawnSync(process.execPath, ['-e', ''])
+await new Promise((resolve) => childProcess.execFile(process.execPath, ['-e', ''], resolve))
+if (childProcesses !== 2) throw new Error(`burst-sender: the child-process counter saw ${childProcesses} of 2`)
+childProcesses = 0
+const { createNotifier } = await import('@sdnotify/core')
 
 const [method, countText] = process.argv.slice(2)
 const count = Number(countText)
@@ -50,5 +73,6 @@ result.ms = Number(process.hrtime.bigint() - t0) / 1e6
 await new Promise((resolve) => setTimeout(resolve, 30))
 histogram.disable()
 result.maxLoopDelayMs = histogram.max / 1e6
+result.childProcesses = childProcesses
 console.log(JSON.stringify(result))
 process.exit(0)

@@ -1,15 +1,18 @@
-// Runs under systemd ≥ 253 with OpenFile=…/notify:notify: latency of the fd transport (pure JS).
+// Runs under systemd ≥ 253 with OpenFile=…/notify:notify: latency of the fd transport (pure JS; the
+// default there) and, for comparison, of koffi in the same service.
 import { writeFileSync } from 'node:fs'
 import { createNotifier } from '@sdnotify/core'
+import { timeSends } from './gaps.mjs'
 
 const count = Number(process.env.BENCH_COUNT)
-const notifier = createNotifier()
-const us = []
-await notifier.status('warm-up')
-for (let i = 0; i < count; i++) {
-  const t0 = process.hrtime.bigint()
-  await notifier.status(`fd ${i}`)
-  us.push(Number(process.hrtime.bigint() - t0) / 1000)
-  await new Promise((resolve) => setTimeout(resolve, 1))
+const results = {}
+for (const transport of [undefined, 'koffi']) {
+  const notifier = createNotifier(transport ? { transport } : {})
+  try {
+    results[transport ?? 'default'] = { transport: notifier.transport, ...(await timeSends(count, (i) => notifier.status(`${transport ?? 'fd'} ${i}`))) }
+  } catch (error) {
+    results[transport ?? 'default'] = { error: error.message }
+  }
+  await notifier.close()
 }
-writeFileSync(process.env.BENCH_OUT, JSON.stringify({ transport: notifier.transport, us }))
+writeFileSync(process.env.BENCH_OUT, JSON.stringify(results))

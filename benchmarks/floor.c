@@ -1,6 +1,7 @@
 /* Benchmark helpers in C (compiled by the benchmark into its cache, never shipped):
- *   floor.c send N          sendto() N "STATUS=…" datagrams to $NOTIFY_SOCKET, one at a time into an idle
- *                           socket; prints each send's duration in ns (the cost floor).
+ *   floor.c send N GAP      sendto() N "STATUS=…" datagrams to $NOTIFY_SOCKET, one at a time into an idle
+ *                           socket, 1 ms apart: GAP "idle" sleeps, "warm" busy-waits (as the Node
+ *                           services do); prints each send's duration in ns (the cost floor).
  *   floor.c burst N         sendto() N datagrams back to back on a blocking socket; prints the wall time.
  *   floor.c receive PATH US binds PATH, receives until 2 s of silence spending US µs per message (like the
  *                           manager), prints {"received":…,"inOrder":…}. Messages are "STATUS=<seq>". */
@@ -80,7 +81,11 @@ int main(int argc, char **argv) {
     sendto(fd, msg, n, MSG_NOSIGNAL, (struct sockaddr *)&sa, len);
     long long t1 = now_ns();
     printf("%lld\n", t1 - t0);
-    usleep(500); /* let the manager drain: each message goes into an idle socket */
+    /* let the manager drain: each message goes into an idle socket */
+    if (argc > 3 && strcmp(argv[3], "warm") == 0) {
+      long long until = now_ns() + 1000000;
+      while (now_ns() < until) { }
+    } else usleep(1000);
   }
   return 0;
 }

@@ -83,18 +83,20 @@ async function latency(sd) {
 
 async function fdLatency() {
   const reason = debianRootSkipReason()
-  if (reason) return { error: reason }
+  if (reason) return { fd: { error: reason }, koffi: { error: reason } }
   const sd = await startManager({ root: DEBIAN_ROOT, binds: [repo] })
   try {
     const out = join(sd.scratch, 'fd.json')
     await sd.writeService('bench-fd', join(here, 'fd-latency-service.mjs'), [], {
-      service: ['Type=simple', `OpenFile=${sd.notifySocket}:notify`, `Environment=BENCH_OUT=${out} BENCH_COUNT=${N.latency}`],
+      service: ['Type=simple', 'NotifyAccess=main', `OpenFile=${sd.notifySocket}:notify`, `Environment=BENCH_OUT=${out} BENCH_COUNT=${N.latency}`],
     })
     await sd.systemctl(['start', 'bench-fd.service'])
     const deadline = Date.now() + 120_000
     while (!existsSync(out) && Date.now() < deadline) await sleep(100)
     const result = JSON.parse(readFileSync(out, 'utf8'))
-    return result.transport === 'fd' ? { us: result.us, systemd: sd.version } : { error: `used ${result.transport}, not fd` }
+    const row = (r, expected) =>
+      r.us && r.transport === expected ? { us: r.us, loopUs: r.loopUs, warmUs: r.warmUs, systemd: sd.version } : { error: r.error ?? `used ${r.transport}, not ${expected}` }
+    return { fd: row(result.default, 'fd'), koffi: row(result.koffi, 'koffi') }
   } finally {
     await sd.stop()
   }
@@ -133,6 +135,7 @@ function startup(mode, receiverPath) {
   return {
     mode,
     importMs: median(runs.map((r) => r.importMs)),
+    referenceMs: median(runs.map((r) => r.referenceMs)),
     firstSendMs: median(runs.map((r) => r.firstSendMs)),
     rssAddedMb: median(runs.map((r) => r.rssAddedMb)),
     native: Math.max(...runs.map((r) => r.native)),
@@ -206,9 +209,10 @@ try {
   log(`latency: ${N.latency} messages per in-process method, ${N.spawn} per spawning one`)
   results.latency = await latency(sd)
   log('latency: fd transport under systemd 257 (OpenFile=)')
-  const fd = await fdLatency()
+  const { fd, koffi } = await fdLatency()
   results.latency['fd (OpenFile=, systemd 257)'] = fd
-  machine.systemdFd = fd.systemd
+  results.latency['koffi (same service, systemd 257)'] = koffi
+  machine.systemdFd = fd.systemd ?? koffi.systemd
   log(`burst: ${N.burst} messages per method`)
   const methods = ['koffi', 'unix-dgram', 'unix-dgram (raw)', ...(baselines.sdNotify ? ['sd-notify (npm)'] : []), ...(baselines.floor ? ['C sendto (floor)'] : [])]
   results.burst = []
@@ -229,7 +233,7 @@ mkdirSync(join(outDir, quick ? '' : 'benchmarks'), { recursive: true })
 const { markdown, svg, failures } = renderReport(results, { percentile, median, command: quick ? 'pnpm bench --quick' : 'pnpm bench' })
 writeFileSync(join(outDir, 'BENCHMARKS.md'), markdown)
 writeFileSync(join(outDir, quick ? 'latency.svg' : 'benchmarks/latency.svg'), svg)
-writeFileSync(join(outDir, quick ? 'results.json' : 'benchmarks/results.json'), JSON.stringify(results, (k, v) => (k === 'us' ? undefined : v), 2))
+writeFileSync(join(outDir, quick ? 'results.json' : 'benchmarks/results.json'), JSON.stringify(results, (k, v) => (['us', 'loopUs', 'warmUs'].includes(k) ? { median: median(v), p99: percentile(v, 99), n: v.length } : v), 2))
 log(`wrote ${join(outDir, 'BENCHMARKS.md')} in ${((Date.now() - started) / 1000).toFixed(0)} s`)
 console.log(markdown.split('## Targets')[1] ?? '')
 // Targets are reported, never enforced as a failure: timings vary by machine.

@@ -12,22 +12,45 @@ import { fakeManager } from '@sdnotify/systemd-harness'
 const options = { sendTimeoutMs: 5000 }
 
 for (const name of ['koffi', 'unix-dgram'] as const) {
-  t.test(`${name}: a burst into a full queue is delivered whole and in order`, async (t) => {
-    const fake = fakeManager()
-    t.teardown(() => fake.close())
-    const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address }, transport: name })
-    fake.pause() // the manager is busy: the kernel queue (net.unix.max_dgram_qlen) fills up
-    const sends = Array.from({ length: 2000 }, (_, i) => n.status(`message ${i}`))
-    await new Promise((resolve) => setTimeout(resolve, 200))
-    fake.resume()
-    t.ok((await Promise.all(sends)).every(Boolean))
-    await fake.waitFor(2000)
-    t.equal(fake.messages.length, 2000, 'nothing was dropped')
-    t.ok(fake.messages.every((m, i) => m.text === `STATUS=message ${i}`), 'in order')
-    t.equal(n.transport, name)
-    await n.close()
-  })
+  // prepared: the transport is loaded first, so sends take the synchronous fast path until the queue is
+  // full, then the queued, retrying path: order and count must survive the switch.
+  for (const prepared of [false, true]) {
+    t.test(`${name}${prepared ? ' (prepared: fast path)' : ''}: a burst into a full queue is delivered whole and in order`, async (t) => {
+      const fake = fakeManager()
+      t.teardown(() => fake.close())
+      const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address }, transport: name })
+      if (prepared) t.equal(await n.prepare(), true)
+      fake.pause() // the manager is busy: the kernel queue (net.unix.max_dgram_qlen) fills up
+      const sends = Array.from({ length: 2000 }, (_, i) => n.status(`message ${i}`))
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      fake.resume()
+      t.ok((await Promise.all(sends)).every(Boolean))
+      await fake.waitFor(2000)
+      t.equal(fake.messages.length, 2000, 'nothing was dropped')
+      t.ok(fake.messages.every((m, i) => m.text === `STATUS=message ${i}`), 'in order')
+      t.equal(n.transport, name)
+      await n.close()
+    })
+  }
 }
+
+t.test('unix-dgram trySend: true when sent, false (not sent, nothing lost) on a full queue, closes its socket', async (t) => {
+  const fake = fakeManager()
+  t.teardown(() => fake.close())
+  const transport = new UnixDgramTransport(parseNotifySocket(fake.address) as UnixAddress, options)
+  t.equal(transport.trySend(Buffer.from('STATUS=early')), false, 'not loaded yet: the caller takes the async path')
+  await transport.load()
+  fake.pause()
+  const results: boolean[] = []
+  for (let i = 0; i < 100; i++) results.push(transport.trySend(Buffer.from(`STATUS=${i}`)))
+  const sent = results.filter(Boolean).length
+  t.ok(sent > 0 && sent < 100, `the queue took ${sent}, then said no`)
+  t.ok(results.slice(0, sent).every(Boolean) && results.slice(sent).every((r) => !r), 'false only once full')
+  t.equal((transport as unknown as { socket: unknown }).socket, undefined, 'socket closed: the process can exit')
+  fake.resume()
+  await fake.waitFor(sent)
+  t.same(fake.messages.map((m) => m.text), results.slice(0, sent).map((_, i) => `STATUS=${i}`))
+})
 
 t.test('koffi: a queue that stays full rejects after sendTimeoutMs, naming EAGAIN', async (t) => {
   const fake = fakeManager()

@@ -87,6 +87,25 @@ export class UnixDgramTransport implements Transport {
     if (failure) throw failure
   }
 
+  /** The notifier's fast path: one send now, no async hop. false: not loaded, or congested (retry queued). */
+  trySend(message: Buffer): boolean {
+    if (!this.module || this.inFlight > 0) return false
+    const socket = this.open(this.module)
+    let sent = false
+    let failure: Error | undefined
+    try {
+      // The addon calls back synchronously: an error, a congestion (code 1), or nothing.
+      socket.send(message, (error) => {
+        if (!error) sent = true
+        else if (error.code !== 1) failure = sendFailed(this.name, errnoName(Number(error.code)), 'send', ` to ${this.address.path}`)
+      })
+    } finally {
+      this.close()
+    }
+    if (failure) throw failure
+    return sent
+  }
+
   private open(dgram: UnixDgramModule): DgramSocket {
     if (this.socket) return this.socket
     const socket = dgram.createSocket('unix_dgram')
