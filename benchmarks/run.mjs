@@ -3,10 +3,9 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { cpus, totalmem } from 'node:os'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { DEBIAN_ROOT, debianRootSkipReason, startManager, systemdSkipReason } from '@sdnotify/systemd-harness'
+import { canConnect, DEBIAN_ROOT, debianRootSkipReason, startManager, systemdSkipReason } from '@sdnotify/systemd-harness'
 import { renderReport } from './report.mjs'
 
 const quick = process.argv.includes('--quick')
@@ -143,13 +142,6 @@ function startup(mode, receiverPath) {
 }
 
 // ---- 4. rolling restart of the Fastify example ----
-const canConnect = (port) =>
-  new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => (socket.destroy(), resolve(true)))
-    socket.once('error', () => resolve(false))
-  })
-
 async function restarts(sd) {
   const app = join(repo, 'examples/fastify/app.mjs')
   const base = 40000 + (process.pid % 1000) * 3

@@ -1,5 +1,5 @@
-// The test command (`pnpm test` / `npm test`): every package's tap suite, one package at a time, then one
-// summary line. The real-systemd tests need root; elsewhere they skip and say why.
+// The test command (`pnpm test` / `npm test`): tsc over every package, every package's tap suite, one
+// package at a time, then one summary line. The real-systemd tests need root; elsewhere they skip and say why.
 import { spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
@@ -22,6 +22,13 @@ const packages = readdirSync(join(root, 'packages'))
 
 const totals = { pass: 0, fail: 0, skip: 0, todo: 0 }
 let failed = false
+// tap runs TypeScript without checking types: tsc does, sources and tests, strict.
+console.log('\n=== typecheck (tsc --noEmit, every package)')
+const typecheck = spawnSync('pnpm', ['-r', '--silent', 'run', 'typecheck'], { cwd: root, stdio: 'inherit' })
+if (typecheck.status !== 0) {
+  console.error('test: typecheck failed')
+  failed = true
+}
 for (const dir of packages) {
   const name = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name
   console.log(`\n=== ${name}`)

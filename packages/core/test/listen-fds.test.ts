@@ -29,9 +29,10 @@ t.test('descriptors meant for another process are not ours', async (t) => {
 })
 
 t.test('malformed variables are named', async (t) => {
-  t.throws(() => listenFds({ env: { LISTEN_FDS: 'two', LISTEN_PID: String(pid) }, pid }), { field: 'LISTEN_FDS' })
-  t.throws(() => listenFds({ env: { LISTEN_FDS: '1', LISTEN_PID: 'me' }, pid }), { field: 'LISTEN_PID' })
+  t.throws(() => listenFds({ env: { LISTEN_FDS: 'two', LISTEN_PID: String(pid) }, pid }), { name: 'SdNotifyError', field: 'LISTEN_FDS' })
+  t.throws(() => listenFds({ env: { LISTEN_FDS: '1', LISTEN_PID: 'me' }, pid }), { name: 'SdNotifyError', field: 'LISTEN_PID' })
   t.throws(() => listenFds({ env: { LISTEN_FDS: '2', LISTEN_PID: String(pid), LISTEN_FDNAMES: 'a' }, pid }), {
+    name: 'SdNotifyError',
     field: 'LISTEN_FDNAMES',
     message: /names 1 descriptors but LISTEN_FDS is 2/,
   })

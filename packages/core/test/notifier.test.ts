@@ -45,15 +45,15 @@ t.test('strict mode rejects when not under systemd', async (t) => {
 t.test('bad input is rejected with the field and rule, even when not under systemd', async (t) => {
   const n = createNotifier({ env: {} })
   await t.rejects(n.status('a\nREADY=1'), { code: 'ERR_SDNOTIFY_INVALID_FIELD', field: 'STATUS', message: /newline/ })
-  await t.rejects(n.errno(-3), { field: 'ERRNO' })
-  await t.rejects(n.extendTimeout(-1), { field: 'EXTEND_TIMEOUT_USEC', message: /positive number of milliseconds/ })
-  await t.rejects(n.storeFds([], 'x'), { field: 'FDSTORE' })
-  await t.rejects(n.storeFds([3], 'bad:name'), { field: 'FDNAME' })
-  await t.rejects(n.barrier(0), { field: 'BARRIER' })
+  await t.rejects(n.errno(-3), { name: 'SdNotifyError', field: 'ERRNO' })
+  await t.rejects(n.extendTimeout(-1), { name: 'SdNotifyError', field: 'EXTEND_TIMEOUT_USEC', message: /positive number of milliseconds/ })
+  await t.rejects(n.storeFds([], 'x'), { name: 'SdNotifyError', field: 'FDSTORE' })
+  await t.rejects(n.storeFds([3], 'bad:name'), { name: 'SdNotifyError', field: 'FDNAME' })
+  await t.rejects(n.barrier(0), { name: 'SdNotifyError', field: 'BARRIER' })
   t.throws(() => createNotifier({ transport: 'carrier-pigeon' as never }), { code: 'ERR_SDNOTIFY_INVALID_OPTION', field: 'transport', message: /fd, koffi, unix-dgram, exec/ })
-  t.throws(() => createNotifier({ sendTimeoutMs: 0 }), { field: 'sendTimeoutMs' })
+  t.throws(() => createNotifier({ sendTimeoutMs: 0 }), { name: 'SdNotifyError', field: 'sendTimeoutMs' })
   t.throws(() => n.watchdog.start({ pingIntervalMs: -1 }), { code: 'ERR_SDNOTIFY_INVALID_OPTION', field: 'watchdog.pingIntervalMs' })
-  t.throws(() => n.watchdog.start({ healthCheck: 'yes' as never }), { field: 'watchdog.healthCheck' })
+  t.throws(() => n.watchdog.start({ healthCheck: 'yes' as never }), { name: 'SdNotifyError', field: 'watchdog.healthCheck' })
 })
 
 t.test('sends in call order, and records the status', async (t) => {

@@ -27,7 +27,7 @@ t.test('every typed field encodes as sd_notify(3) says', async (t) => {
   t.equal(encodeNotification({ ready: true, status: 'Listening on http://[::1]:3000 ✓' }).toString(), 'READY=1\nSTATUS=Listening on http://[::1]:3000 ✓')
 })
 
-type Test = { ok(v: unknown, m?: string): void; equal(a: unknown, b: unknown, m?: string): void; match(a: unknown, b: unknown, m?: string): void; fail(m: string): void }
+type Test = Pick<typeof t, 'ok' | 'equal' | 'match' | 'fail'>
 function rejects(t: Test, notification: unknown, field: string, rule: RegExp) {
   try {
     toAssignments(notification as never)

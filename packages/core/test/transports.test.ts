@@ -194,7 +194,7 @@ t.test('sendSync: last words, synchronously, once prepare() has loaded the trans
     t.equal(n.sendSync({ errno: 98, status: 'Failed to listen: EADDRINUSE' }), true, `${name}: sent`)
     t.equal(n.lastStatus, 'Failed to listen: EADDRINUSE')
     t.same((await fake.waitFor(1)).map((m) => m.text), ['STATUS=Failed to listen: EADDRINUSE\nERRNO=98'])
-    t.throws(() => n.sendSync({ status: 'a\nb' }), { field: 'STATUS' })
+    t.throws(() => n.sendSync({ status: 'a\nb' }), { name: 'SdNotifyError', field: 'STATUS' })
     await n.close()
     t.throws(() => n.sendSync({ ready: true }), { code: 'ERR_SDNOTIFY_CLOSED' })
   }

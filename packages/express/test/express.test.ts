@@ -57,9 +57,9 @@ t.test('options form, readyStatus, and validation naming the option', async (t) 
   t.match(texts(await fake.waitFor(1))[0], /^READY=1\nSTATUS=API up at http:\/\/127\.0\.0\.1:\d+$/)
   await close(server)
   t.throws(() => listen(express(), { port: 70000 }), { code: 'ERR_SDNOTIFY_INVALID_OPTION', field: 'port', message: /port must be an integer from 0 to 65535/ })
-  t.throws(() => listen(express(), { prot: 1 } as never), { field: 'prot', message: /is unknown/ })
-  t.throws(() => listen(express(), { handleSignals: { signals: ['SIGHUP'] } }), { field: 'handleSignals.signals' })
-  t.throws(() => attach(createHttpServer(), { shutdownTimeoutMs: 0 }), { field: 'shutdownTimeoutMs' })
+  t.throws(() => listen(express(), { prot: 1 } as never), { name: 'SdNotifyError', field: 'prot', message: /is unknown/ })
+  t.throws(() => listen(express(), { handleSignals: { signals: ['SIGHUP'] } }), { name: 'SdNotifyError', field: 'handleSignals.signals' })
+  t.throws(() => attach(createHttpServer(), { shutdownTimeoutMs: 0 }), { name: 'SdNotifyError', field: 'shutdownTimeoutMs' })
 })
 
 t.test('a listen error: ERRNO and STATUS reach systemd before the callback gets the error', async (t) => {

@@ -1,8 +1,7 @@
 // @sdnotify/express under real systemd 252; the app runs as nobody (uid 65534).
-import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { type Manager, readEvents, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
+import { canConnect, type Manager, readEvents, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
 
 const fixture = fileURLToPath(new URL('../fixtures/app.mjs', import.meta.url))
 const example = fileURLToPath(new URL('../../../examples/express/app.mjs', import.meta.url))
@@ -10,12 +9,6 @@ const skip = systemdSkipReason()
 if (skip) t.comment(`skipping real-systemd tests: ${skip}`)
 let nextPort = 26000 + (process.pid % 5000)
 
-const canConnect = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => (socket.destroy(), resolve(true)))
-    socket.once('error', () => resolve(false))
-  })
 
 async function app(sd: Manager, env: Record<string, string> = {}, lines: string[] = []) {
   const port = nextPort++
@@ -50,7 +43,7 @@ t.test('Express under systemd 252', { skip }, async (t) => {
     await waitForEvent(log, 'slow request started')
     const started = Date.now()
     const stopping = sd.systemctl(['stop', unit])
-    const during = await sd.waitFor(unit, (p) => p.StatusText.startsWith('Draining'), 3000)
+    const during = await sd.waitFor(unit, (p) => (p.StatusText ?? '').startsWith('Draining'), 3000)
     t.equal(during.StatusText, 'Draining 1 connection', 'STOPPING=1 with the drain progress')
     t.same(await request, { status: 200, body: 'slow done' })
     t.equal((await stopping).code, 0)

@@ -49,7 +49,7 @@ t.test('options are validated at registration, naming the option', async (t) => 
   ]
   for (const [options, message] of cases) {
     const app = Fastify()
-    await t.rejects(app.register(sdNotify, options as never).ready(), { code: 'ERR_SDNOTIFY_INVALID_OPTION', message })
+    await t.rejects(async () => app.register(sdNotify, options as never).ready(), { code: 'ERR_SDNOTIFY_INVALID_OPTION', message })
   }
 })
 

@@ -1,9 +1,9 @@
 // @sdnotify/fastify under real systemd: 252 (the host) and 257 (Debian trixie root) for Type=notify-reload.
 // The app runs as nobody (uid 65534).
-import { connect } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import {
+  canConnect,
   DEBIAN_ROOT,
   debianRootSkipReason,
   type Manager,
@@ -21,12 +21,6 @@ const skip = systemdSkipReason()
 if (skip) t.comment(`skipping real-systemd tests: ${skip}`)
 let nextPort = 21000 + (process.pid % 5000)
 
-const canConnect = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => (socket.destroy(), resolve(true)))
-    socket.once('error', () => resolve(false))
-  })
 
 async function app(sd: Manager, env: Record<string, string> = {}, lines: string[] = []) {
   const port = nextPort++
@@ -121,7 +115,7 @@ t.test('Fastify under systemd 252', { skip }, async (t) => {
     t.equal((await sd.systemctl(['start', 'fastify-example.service'])).code, 0)
     t.equal((await sd.show('fastify-example.service')).StatusText, `Listening on http://127.0.0.1:${port}`)
     t.same(await (await fetch(`http://127.0.0.1:${port}/`)).json(), { hello: 'world' })
-    t.match((await sd.waitFor('fastify-example.service', (p) => p.StatusText.startsWith('Last request'), 3000)).StatusText, /^Last request at /)
+    t.match((await sd.waitFor('fastify-example.service', (p) => (p.StatusText ?? '').startsWith('Last request'), 3000)).StatusText, /^Last request at /)
     t.equal((await sd.systemctl(['stop', 'fastify-example.service'])).code, 0)
   })
 })

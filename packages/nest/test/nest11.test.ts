@@ -4,11 +4,10 @@
 // `require` resolves there, and runs it under real systemd 252 as nobody.
 import { execFileSync } from 'node:child_process'
 import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
-import { connect } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
+import { canConnect, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
 
 const packages = fileURLToPath(new URL('../..', import.meta.url))
 const exampleDist = fileURLToPath(new URL('../../../examples/nest/dist', import.meta.url))
@@ -16,12 +15,6 @@ const skip = systemdSkipReason()
 if (skip) t.comment(`skipping the NestJS 11 test: ${skip}`)
 const NEST_11 = ['@nestjs/common@^11', '@nestjs/core@^11', '@nestjs/platform-express@^11', '@nestjs/platform-fastify@^11', '@nestjs/terminus@^11', 'reflect-metadata@^0.2', 'rxjs@^7']
 
-const canConnect = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => (socket.destroy(), resolve(true)))
-    socket.once('error', () => resolve(false))
-  })
 
 t.test('NestJS 11: the packed packages and the compiled example under systemd 252', { skip }, async (t) => {
   const sd = await startManager()
@@ -43,7 +36,7 @@ t.test('NestJS 11: the packed packages and the compiled example under systemd 25
   t.match(version('@nestjs/common'), /^11\./, `@nestjs/common ${version('@nestjs/common')}`)
   cpSync(exampleDist, join(app, 'dist'), { recursive: true })
   const main = join(app, 'dist/main.js')
-  let port = 33000 + (process.pid % 4000)
+  let port = 16000 + (process.pid % 5000) // below the other suites' ranges (21000–36000) and the ephemeral ports
 
   for (const platform of ['express', 'fastify']) {
     t.test(`platform-${platform}: active once the port accepts connections; stop sends STOPPING and completes the request in flight`, async (t) => {
@@ -59,7 +52,7 @@ t.test('NestJS 11: the packed packages and the compiled example under systemd 25
       const request = fetch(`http://127.0.0.1:${appPort}/slow`).then(async (res) => ({ status: res.status, body: await res.text() }))
       await waitForEvent(log, 'slow request started')
       const stopping = sd.systemctl(['stop', unit])
-      const during = await sd.waitFor(unit, (p) => p.StatusText.startsWith('Shutting down (SIGTERM)'), 3000)
+      const during = await sd.waitFor(unit, (p) => (p.StatusText ?? '').startsWith('Shutting down (SIGTERM)'), 3000)
       t.match(during.StatusText, /^Shutting down \(SIGTERM\)/, 'STOPPING=1 with its status, while draining')
       t.same(await request, { status: 200, body: 'slow done' }, 'the request in flight completed')
       t.equal((await stopping).code, 0)
