@@ -23,6 +23,8 @@ if (skip) {
   process.exit(quick ? 0 : 1) // --quick is CI's smoke test: say why, do not fail elsewhere
 }
 mkdirSync(cache, { recursive: true })
+// The fd transport needs systemd ≥ 253: the Debian trixie root the tests use (built once, ~1 min, cached).
+if (debianRootSkipReason()) spawnSync('bash', [join(repo, 'scripts/debian-root.sh')], { stdio: 'inherit' })
 
 // ---- baselines, built into the cache (outside the repository) ----
 const baselines = { notes: {} }
