@@ -5,6 +5,7 @@ const KIND = {
   'unix-dgram': 'ours, in-process (unix-dgram addon)',
   'fd (OpenFile=, systemd 257)': 'ours, in-process, pure JS: asynchronous write to the passed socket (never blocks the event loop)',
   'koffi (same service, systemd 257)': 'ours, koffi chosen explicitly in the OpenFile= service above',
+  'C sendto (floor, systemd 257)': 'floor: sendto() in C, from the same service (257 rows compare with it)',
   exec: 'ours, **fallback**: spawns systemd-notify',
   'sd-notify (npm)': 'baseline: native addon, libsystemd',
   'python3 one-liner': 'baseline: a python3 process per message',
@@ -19,16 +20,20 @@ export function renderReport(results, { percentile, median, command }) {
     return `| ${ok ? '✅ met' : '❌ missed'} | ${text} |`
   }
   const m = results.machine
-  const floor = results.latency['C sendto (floor)']
-  const floorMedian = floor?.us ? median(floor.us) : null
-  const floorWarm = floor?.warmUs ? median(floor.warmUs) : null
+  // Each row is compared with the C floor measured in the same place (the host's 252, or the trixie root).
+  const floors = {}
+  for (const [name, r] of Object.entries(results.latency)) {
+    if (name.startsWith('C sendto (floor') && r.us) floors[name.includes('257') ? '257' : 'host'] = { idle: median(r.us), warm: r.warmUs ? median(r.warmUs) : null }
+  }
+  const floorFor = (name) => floors[name.includes('systemd 257') ? '257' : 'host']
   const ratioText = (r) => (r === null ? 'n/a' : `${fmt(r)}×`)
   const latencyRows = Object.entries(results.latency).map(([name, r]) => {
     if (!r.us) return { name, line: `| ${name} | – | – | – | – | – | – | – | ${KIND[name] ?? ''}: unavailable (${r.error}) |` }
     const med = median(r.us)
     const warm = r.warmUs ? median(r.warmUs) : null
-    const ratio = floorMedian ? med / floorMedian : null
-    const warmRatio = warm !== null && floorWarm ? warm / floorWarm : null
+    const floor = floorFor(name)
+    const ratio = floor ? med / floor.idle : null
+    const warmRatio = warm !== null && floor?.warm ? warm / floor.warm : null
     const cells = [
       name,
       fmt(med),
@@ -88,9 +93,11 @@ Each message (\`STATUS=…\`) is sent from a service to the manager's notify soc
 idle socket (1 ms apart); the time is until the call's promise settles. µs; lower is better. Two spacings,
 the same for every method including the C floor ([gaps.mjs](benchmarks/gaps.mjs)): **after idle** sleeps
 between messages (what an occasional notification pays: the process wakes with cold caches), **warm**
-busy-waits (the per-message cost alone). Spawning methods are timed after idle only. **Event loop** is
+busy-waits (the per-message cost alone). Spawning methods are timed after idle only. The methods take
+turns in ${results.counts.rounds ?? 1} rounds and their samples are pooled, so that the machine's drift (a VM's neighbours) falls on all alike. **Event loop** is
 the time until the call returned: an asynchronous write (the fd transport) completes on libuv's thread
-pool, so the event loop pays only that part.
+pool, so the event loop pays only that part. Rows marked systemd 257 ran in a service of the Debian trixie root
+and are compared with the C floor run from that same service.
 
 | method | after idle median | p99 | warm median | p99 | event loop | × C floor (idle / warm) | n | what it is |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |

@@ -12,7 +12,7 @@ const quick = process.argv.includes('--quick')
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = join(here, '..')
 const cache = process.env.SDNOTIFY_BENCH_CACHE ?? '/var/cache/sdnotify/bench'
-const N = quick ? { latency: 200, spawn: 30, burst: 2000, startup: 5, restarts: 1 } : { latency: 1000, spawn: 1000, burst: 10_000, startup: 20, restarts: 5 }
+const N = quick ? { latency: 200, spawn: 30, rounds: 2, burst: 2000, startup: 5, restarts: 1 } : { latency: 1000, spawn: 1000, rounds: 10, burst: 10_000, startup: 20, restarts: 5 }
 const started = Date.now()
 const log = (message) => console.log(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${message}`)
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -70,7 +70,7 @@ async function latency(sd) {
     service: [
       'Type=simple',
       'NotifyAccess=all',
-      `Environment=BENCH_OUT=${out} BENCH_COUNT=${N.latency} BENCH_SPAWN_COUNT=${N.spawn}`,
+      `Environment=BENCH_OUT=${out} BENCH_COUNT=${N.latency} BENCH_SPAWN_COUNT=${N.spawn} BENCH_ROUNDS=${N.rounds}`,
       ...(baselines.floor ? [`Environment=BENCH_FLOOR=${baselines.floor}`] : []),
       ...(baselines.python ? [`Environment=BENCH_PYTHON=${baselines.python}`] : []),
       ...(baselines.sdNotify ? [`Environment=BENCH_SD_NOTIFY=${baselines.sdNotify}`] : []),
@@ -84,12 +84,13 @@ async function latency(sd) {
 
 async function fdLatency() {
   const reason = debianRootSkipReason()
-  if (reason) return { fd: { error: reason }, koffi: { error: reason } }
-  const sd = await startManager({ root: DEBIAN_ROOT, binds: [repo] })
+  if (reason) return { fd: { error: reason }, koffi: { error: reason }, floor: { error: reason } }
+  const sd = await startManager({ root: DEBIAN_ROOT, binds: [repo, cache] })
   try {
     const out = join(sd.scratch, 'fd.json')
     await sd.writeService('bench-fd', join(here, 'fd-latency-service.mjs'), [], {
-      service: ['Type=simple', 'NotifyAccess=main', `OpenFile=${sd.notifySocket}:notify`, `Environment=BENCH_OUT=${out} BENCH_COUNT=${N.latency}`],
+      // NotifyAccess=all: the C floor runs as a child of the service.
+      service: ['Type=simple', 'NotifyAccess=all', `OpenFile=${sd.notifySocket}:notify`, `Environment=BENCH_OUT=${out} BENCH_COUNT=${N.latency} BENCH_ROUNDS=${N.rounds} BENCH_FLOOR=${baselines.floor}`],
     })
     await sd.systemctl(['start', 'bench-fd.service'])
     const deadline = Date.now() + 120_000
@@ -97,7 +98,7 @@ async function fdLatency() {
     const result = JSON.parse(readFileSync(out, 'utf8'))
     const row = (r, expected) =>
       r.us && r.transport === expected ? { us: r.us, loopUs: r.loopUs, warmUs: r.warmUs, systemd: sd.version } : { error: r.error ?? `used ${r.transport}, not ${expected}` }
-    return { fd: row(result.default, 'fd'), koffi: row(result.koffi, 'koffi') }
+    return { fd: row(result.default, 'fd'), koffi: row(result.koffi, 'koffi'), floor: row(result.floor, 'floor') }
   } finally {
     await sd.stop()
   }
@@ -203,9 +204,10 @@ try {
   log(`latency: ${N.latency} messages per in-process method, ${N.spawn} per spawning one`)
   results.latency = await latency(sd)
   log('latency: fd transport under systemd 257 (OpenFile=)')
-  const { fd, koffi } = await fdLatency()
+  const { fd, koffi, floor } = await fdLatency()
   results.latency['fd (OpenFile=, systemd 257)'] = fd
   results.latency['koffi (same service, systemd 257)'] = koffi
+  results.latency['C sendto (floor, systemd 257)'] = floor
   machine.systemdFd = fd.systemd ?? koffi.systemd
   log(`burst: ${N.burst} messages per method`)
   const methods = ['koffi', 'unix-dgram', 'unix-dgram (raw)', ...(baselines.sdNotify ? ['sd-notify (npm)'] : []), ...(baselines.floor ? ['C sendto (floor)'] : [])]
