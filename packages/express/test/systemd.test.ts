@@ -1,7 +1,7 @@
 // @sdnotify/express under real systemd 252; the app runs as nobody (uid 65534).
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { canConnect, type Manager, readEvents, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
+import { assertStartsListening, type Manager, readEvents, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
 
 const fixture = fileURLToPath(new URL('../fixtures/app.mjs', import.meta.url))
 const example = fileURLToPath(new URL('../../../examples/express/app.mjs', import.meta.url))
@@ -25,11 +25,7 @@ t.test('Express under systemd 252', { skip }, async (t) => {
   ] as const) {
     t.test(`${label}: active only once the port accepts connections; StatusText shows the address`, async (t) => {
       const { unit, port } = await app(sd, env)
-      t.equal((await sd.systemctl(['start', unit])).code, 0)
-      t.equal(await canConnect(port), true, 'a connect right after systemctl start returns succeeds')
-      const props = await sd.show(unit)
-      t.equal(props.ActiveState, 'active')
-      t.equal(props.StatusText, `Listening on http://127.0.0.1:${port}`)
+      await assertStartsListening(t, sd, unit, port)
       t.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), body)
       t.equal((await sd.systemctl(['stop', unit])).code, 0)
       t.equal((await sd.show(unit)).Result, 'success')

@@ -3,6 +3,7 @@
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import {
+  assertStartsListening,
   canConnect,
   DEBIAN_ROOT,
   debianRootSkipReason,
@@ -34,12 +35,7 @@ t.test('Fastify under systemd 252', { skip }, async (t) => {
 
   t.test('active only once the port accepts connections; StatusText shows the address', async (t) => {
     const { unit, port } = await app(sd)
-    const start = await sd.systemctl(['start', unit])
-    t.equal(start.code, 0, start.stderr)
-    t.equal(await canConnect(port), true, 'a connect right after systemctl start returns succeeds')
-    const props = await sd.show(unit)
-    t.equal(props.ActiveState, 'active')
-    t.equal(props.StatusText, `Listening on http://127.0.0.1:${port}`)
+    await assertStartsListening(t, sd, unit, port)
     await sd.systemctl(['stop', unit])
   })
 

@@ -303,4 +303,4 @@ export function debianRootSkipReason(root = DEBIAN_ROOT): string | undefined {
 export { tmpdir }
 export { fakeManager, type FakeManager, type Received } from './fake-manager.js'
 export { readEvents, waitForEvent, waitForEvents, type ServiceEvent } from './events.js'
-export { canConnect } from './net.js'
+export { assertStartsListening, canConnect, type Asserts } from './net.js'

@@ -8,3 +8,28 @@ export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
     socket.once('error', () => resolve(false))
   })
 }
+
+/** The part of a tap test the assertions below need (the harness does not depend on tap). */
+export interface Asserts {
+  equal(found: unknown, wanted: unknown, message?: string): unknown
+}
+
+/**
+ * `systemctl start`, then at once the proof every adapter owes: the start succeeded, a client can
+ * connect the moment it returned, the unit is active and its StatusText names the address.
+ * Returns the unit's properties for further checks.
+ */
+export async function assertStartsListening(
+  t: Asserts,
+  manager: { systemctl(args: string[]): Promise<{ code: number; stderr: string }>; show(unit: string): Promise<Record<string, string>> },
+  unit: string,
+  port: number,
+): Promise<Record<string, string>> {
+  const start = await manager.systemctl(['start', unit])
+  t.equal(start.code, 0, `systemctl start ${unit} ${start.stderr}`.trim())
+  t.equal(await canConnect(port), true, 'a connect right after systemctl start returns succeeds')
+  const props = await manager.show(unit)
+  t.equal(props.ActiveState, 'active')
+  t.equal(props.StatusText, `Listening on http://127.0.0.1:${port}`, 'StatusText names the address')
+  return props
+}

@@ -7,7 +7,7 @@ import { cpSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'nod
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { canConnect, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
+import { assertStartsListening, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
 
 const packages = fileURLToPath(new URL('../..', import.meta.url))
 const exampleDist = fileURLToPath(new URL('../../../examples/nest/dist', import.meta.url))
@@ -42,12 +42,7 @@ t.test('NestJS 11: the packed packages and the compiled example under systemd 25
     t.test(`platform-${platform}: active once the port accepts connections; stop sends STOPPING and completes the request in flight`, async (t) => {
       const appPort = port++
       const { unit, log } = await sd.notifyService(main, { PORT: String(appPort), PLATFORM: platform }, ['TimeoutStopSec=15s'], 'nest11-', 'EVENT_LOG')
-      const start = await sd.systemctl(['start', unit])
-      t.equal(start.code, 0, start.stderr)
-      t.equal(await canConnect(appPort), true, 'a connect right after systemctl start returns succeeds')
-      const props = await sd.show(unit)
-      t.equal(props.ActiveState, 'active')
-      t.equal(props.StatusText, `Listening on http://127.0.0.1:${appPort}`)
+      await assertStartsListening(t, sd, unit, appPort)
       t.same(await (await fetch(`http://127.0.0.1:${appPort}/`)).json(), { hello: 'world' })
       const request = fetch(`http://127.0.0.1:${appPort}/slow`).then(async (res) => ({ status: res.status, body: await res.text() }))
       await waitForEvent(log, 'slow request started')

@@ -2,7 +2,7 @@
 // platform-express and platform-fastify, running as nobody (uid 65534).
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { canConnect, type Manager, readEvents, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
+import { assertStartsListening, type Manager, readEvents, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
 
 const main = fileURLToPath(new URL('../../../examples/nest/dist/main.js', import.meta.url))
 const skip = systemdSkipReason()
@@ -23,12 +23,7 @@ t.test('NestJS under systemd 252', { skip }, async (t) => {
   for (const platform of ['express', 'fastify']) {
     t.test(`platform-${platform}: active only once the port accepts connections; StatusText shows the address`, async (t) => {
       const { unit, port } = await app(sd, { PLATFORM: platform })
-      const start = await sd.systemctl(['start', unit])
-      t.equal(start.code, 0, start.stderr)
-      t.equal(await canConnect(port), true, 'a connect right after systemctl start returns succeeds')
-      const props = await sd.show(unit)
-      t.equal(props.ActiveState, 'active')
-      t.equal(props.StatusText, `Listening on http://127.0.0.1:${port}`)
+      await assertStartsListening(t, sd, unit, port)
       t.same(await (await fetch(`http://127.0.0.1:${port}/`)).json(), { hello: 'world' })
       await sd.systemctl(['stop', unit])
     })
