@@ -24,7 +24,7 @@ const totals = { pass: 0, fail: 0, skip: 0, todo: 0 }
 let failed = false
 // tap runs TypeScript without checking types: tsc does, sources and tests, strict.
 console.log('\n=== typecheck (tsc --noEmit, every package)')
-const typecheck = spawnSync('pnpm', ['-r', '--silent', 'run', 'typecheck'], { cwd: root, stdio: 'inherit' })
+const typecheck = spawnSync('pnpm', ['-r', 'run', 'typecheck'], { cwd: root, stdio: 'inherit' })
 if (typecheck.status !== 0) {
   console.error('test: typecheck failed')
   failed = true

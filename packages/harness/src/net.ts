@@ -11,7 +11,7 @@ export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
 
 /** The part of a tap test the assertions below need (the harness does not depend on tap). */
 export interface Asserts {
-  equal(found: unknown, wanted: unknown, message?: string): unknown
+  equal(found: unknown, wanted: unknown, message: string): unknown
 }
 
 /**
@@ -29,7 +29,7 @@ export async function assertStartsListening(
   t.equal(start.code, 0, `systemctl start ${unit} ${start.stderr}`.trim())
   t.equal(await canConnect(port), true, 'a connect right after systemctl start returns succeeds')
   const props = await manager.show(unit)
-  t.equal(props.ActiveState, 'active')
+  t.equal(props.ActiveState, 'active', 'the unit is active')
   t.equal(props.StatusText, `Listening on http://127.0.0.1:${port}`, 'StatusText names the address')
   return props
 }
