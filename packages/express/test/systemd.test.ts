@@ -1,19 +1,14 @@
 // @sdnotify/express under real systemd 252; the app runs as nobody (uid 65534).
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { assertStartsListening, type Manager, readEvents, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
+import { assertStartsListening, type Manager, readEvents, startManager, systemdSkipReason, testPort, waitForEvent } from '@sdnotify/systemd-harness'
 
 const fixture = fileURLToPath(new URL('../fixtures/app.mjs', import.meta.url))
 const example = fileURLToPath(new URL('../../../examples/express/app.mjs', import.meta.url))
 const skip = systemdSkipReason()
 if (skip) t.comment(`skipping real-systemd tests: ${skip}`)
-let nextPort = 26000 + (process.pid % 5000)
 
-
-async function app(sd: Manager, env: Record<string, string> = {}, lines: string[] = []) {
-  const port = nextPort++
-  return { ...(await sd.notifyService(fixture, { PORT: String(port), ...env }, lines, 'express')), port }
-}
+const app = (sd: Manager, env: Record<string, string> = {}, lines: string[] = []) => sd.notifyApp(fixture, env, lines, 'express')
 
 t.test('Express under systemd 252', { skip }, async (t) => {
   const sd = await startManager()
@@ -50,7 +45,7 @@ t.test('Express under systemd 252', { skip }, async (t) => {
   })
 
   t.test('socket activation from a .socket unit serves a request; a port-based start still works', async (t) => {
-    const port = nextPort++
+    const port = testPort()
     sd.writeUnit('express-web.socket', ['[Socket]', `ListenStream=127.0.0.1:${port}`, ''].join('\n'))
     await sd.writeService('express-web', fixture, [], { service: ['Type=notify', `Environment=SDN_LOG=${sd.scratch}/express-web.log PORT=1`] })
     t.equal((await sd.systemctl(['start', 'express-web.socket'])).code, 0)
@@ -75,7 +70,7 @@ t.test('Express under systemd 252', { skip }, async (t) => {
   })
 
   t.test('examples/express runs as documented', async (t) => {
-    const port = nextPort++
+    const port = testPort()
     await sd.writeService('express-example', example, [], { service: ['Type=notify', `Environment=PORT=${port}`, 'WatchdogSec=10s'] })
     t.equal((await sd.systemctl(['start', 'express-example.service'])).code, 0)
     t.equal((await sd.show('express-example.service')).StatusText, `Listening on http://127.0.0.1:${port}`)
@@ -85,7 +80,7 @@ t.test('Express under systemd 252', { skip }, async (t) => {
   })
 
   t.test('a port already in use: the start fails and systemctl shows why', async (t) => {
-    const port = nextPort++
+    const port = testPort()
     await sd.writeService('express-holder', example, [], { service: ['Type=notify', `Environment=PORT=${port}`] })
     await sd.writeService('express-clash', example, [], { service: ['Type=notify', `Environment=PORT=${port}`] })
     t.equal((await sd.systemctl(['start', 'express-holder.service'])).code, 0)

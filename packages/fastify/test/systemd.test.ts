@@ -11,6 +11,7 @@ import {
   readEvents,
   startManager,
   systemdSkipReason,
+  testPort,
   waitForEvent,
   waitForEvents,
 } from '@sdnotify/systemd-harness'
@@ -20,14 +21,8 @@ const fixture = fileURLToPath(new URL('../fixtures/app.mjs', import.meta.url))
 const example = fileURLToPath(new URL('../../../examples/fastify/app.mjs', import.meta.url))
 const skip = systemdSkipReason()
 if (skip) t.comment(`skipping real-systemd tests: ${skip}`)
-let nextPort = 21000 + (process.pid % 5000)
 
-
-async function app(sd: Manager, env: Record<string, string> = {}, lines: string[] = []) {
-  const port = nextPort++
-  const service = await sd.notifyService(fixture, { PORT: String(port), ...env }, lines, 'fastify')
-  return { ...service, port }
-}
+const app = (sd: Manager, env: Record<string, string> = {}, lines: string[] = []) => sd.notifyApp(fixture, env, lines, 'fastify')
 
 t.test('Fastify under systemd 252', { skip }, async (t) => {
   const sd = await startManager()
@@ -94,7 +89,7 @@ t.test('Fastify under systemd 252', { skip }, async (t) => {
   })
 
   t.test('socket activation from a .socket unit serves a request', async (t) => {
-    const port = nextPort++
+    const port = testPort()
     sd.writeUnit('fastify-web.socket', ['[Socket]', `ListenStream=127.0.0.1:${port}`, ''].join('\n'))
     await sd.writeService('fastify-web', fixture, [], { service: ['Type=notify', `Environment=SDN_LOG=${sd.scratch}/web.log PORT=1`] })
     t.equal((await sd.systemctl(['start', 'fastify-web.socket'])).code, 0)
@@ -106,7 +101,7 @@ t.test('Fastify under systemd 252', { skip }, async (t) => {
   })
 
   t.test('examples/fastify runs as documented', async (t) => {
-    const port = nextPort++
+    const port = testPort()
     await sd.writeService('fastify-example', example, [], { service: ['Type=notify', `Environment=PORT=${port}`, 'WatchdogSec=10s'] })
     t.equal((await sd.systemctl(['start', 'fastify-example.service'])).code, 0)
     t.equal((await sd.show('fastify-example.service')).StatusText, `Listening on http://127.0.0.1:${port}`)

@@ -8,6 +8,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { testPort } from './net.js'
 
 const HIERARCHIES = ['systemd', 'unified', 'memory', 'pids', 'cpu']
 export const RUNTIME_DIR = '/run/user/0'
@@ -122,6 +123,18 @@ export class Manager {
       service: ['Type=notify', `Environment=${environment}`, 'TimeoutStartSec=15s', `StandardError=append:${this.scratch}/${name}.err`, ...lines],
     })
     return { unit: `${name}.service`, log, name }
+  }
+
+  /** notifyService() for an app that listens on $PORT: a fresh port from testPort() is passed and returned. */
+  async notifyApp(
+    script: string,
+    env: Record<string, string> = {},
+    lines: string[] = [],
+    prefix = 'app',
+    logVariable = 'SDN_LOG',
+  ): Promise<{ unit: string; log: string; name: string; port: number }> {
+    const port = testPort()
+    return { ...(await this.notifyService(script, { PORT: String(port), ...env }, lines, prefix, logVariable)), port }
   }
 
   async daemonReload(): Promise<void> {
@@ -303,4 +316,4 @@ export function debianRootSkipReason(root = DEBIAN_ROOT): string | undefined {
 export { tmpdir }
 export { fakeManager, type FakeManager, type Received } from './fake-manager.js'
 export { readEvents, waitForEvent, waitForEvents, type ServiceEvent } from './events.js'
-export { assertStartsListening, canConnect, type Asserts } from './net.js'
+export { assertStartsListening, canConnect, testPort, type Asserts } from './net.js'

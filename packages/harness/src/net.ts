@@ -1,5 +1,15 @@
 import { connect } from 'node:net'
 
+// Test files run in parallel (tap jobs, packages): each process takes its own block of ports, chosen by
+// pid, below Linux's ephemeral range (32768+) so that no outgoing connection can be holding one.
+const PORTS_PER_PROCESS = 20
+let nextPort = 10_000 + (process.pid % 1000) * PORTS_PER_PROCESS
+
+/** A TCP port for a service under test, unique within this process's block. */
+export function testPort(): number {
+  return nextPort++
+}
+
 /** Whether a TCP connect to the port succeeds now: "is the service really listening?" */
 export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {

@@ -36,15 +36,13 @@ t.test('NestJS 11: the packed packages and the compiled example under systemd 25
   t.match(version('@nestjs/common'), /^11\./, `@nestjs/common ${version('@nestjs/common')}`)
   cpSync(exampleDist, join(app, 'dist'), { recursive: true })
   const main = join(app, 'dist/main.js')
-  let port = 16000 + (process.pid % 5000) // below the other suites' ranges (21000–36000) and the ephemeral ports
 
   for (const platform of ['express', 'fastify']) {
     t.test(`platform-${platform}: active once the port accepts connections; stop sends STOPPING and completes the request in flight`, async (t) => {
-      const appPort = port++
-      const { unit, log } = await sd.notifyService(main, { PORT: String(appPort), PLATFORM: platform }, ['TimeoutStopSec=15s'], 'nest11-', 'EVENT_LOG')
-      await assertStartsListening(t, sd, unit, appPort)
-      t.same(await (await fetch(`http://127.0.0.1:${appPort}/`)).json(), { hello: 'world' })
-      const request = fetch(`http://127.0.0.1:${appPort}/slow`).then(async (res) => ({ status: res.status, body: await res.text() }))
+      const { unit, log, port } = await sd.notifyApp(main, { PLATFORM: platform }, ['TimeoutStopSec=15s'], 'nest11-', 'EVENT_LOG')
+      await assertStartsListening(t, sd, unit, port)
+      t.same(await (await fetch(`http://127.0.0.1:${port}/`)).json(), { hello: 'world' })
+      const request = fetch(`http://127.0.0.1:${port}/slow`).then(async (res) => ({ status: res.status, body: await res.text() }))
       await waitForEvent(log, 'slow request started')
       const stopping = sd.systemctl(['stop', unit])
       const during = await sd.waitFor(unit, (p) => (p.StatusText ?? '').startsWith('Shutting down (SIGTERM)'), 3000)
@@ -56,12 +54,10 @@ t.test('NestJS 11: the packed packages and the compiled example under systemd 25
   }
 
   t.test('watchdog: a blocked event loop and a failing terminus indicator each get it restarted (Result=watchdog)', async (t) => {
-    const blocked = port++
-    const dbDown = port++
-    const a = await sd.notifyService(main, { PORT: String(blocked) }, ['WatchdogSec=2', 'Restart=no'], 'nest11-', 'EVENT_LOG')
-    const b = await sd.notifyService(main, { PORT: String(dbDown), DB_DOWN_AFTER_MS: '1500' }, ['WatchdogSec=2', 'Restart=no'], 'nest11-', 'EVENT_LOG')
+    const a = await sd.notifyApp(main, {}, ['WatchdogSec=2', 'Restart=no'], 'nest11-', 'EVENT_LOG')
+    const b = await sd.notifyApp(main, { DB_DOWN_AFTER_MS: '1500' }, ['WatchdogSec=2', 'Restart=no'], 'nest11-', 'EVENT_LOG')
     t.equal((await sd.systemctl(['start', a.unit, b.unit])).code, 0)
-    void fetch(`http://127.0.0.1:${blocked}/block`).catch(() => undefined)
+    void fetch(`http://127.0.0.1:${a.port}/block`).catch(() => undefined)
     t.equal((await sd.waitFor(a.unit, (p) => p.Result === 'watchdog', 15_000)).Result, 'watchdog', 'blocked loop')
     t.equal((await sd.waitFor(b.unit, (p) => p.Result === 'watchdog', 15_000)).Result, 'watchdog', 'terminus indicator down')
   })

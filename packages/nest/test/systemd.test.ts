@@ -7,14 +7,8 @@ import { assertStartsListening, type Manager, readEvents, startManager, systemdS
 const main = fileURLToPath(new URL('../../../examples/nest/dist/main.js', import.meta.url))
 const skip = systemdSkipReason()
 if (skip) t.comment(`skipping real-systemd tests: ${skip}`)
-let nextPort = 31000 + (process.pid % 5000)
 
-
-async function app(sd: Manager, env: Record<string, string> = {}, lines: string[] = []) {
-  const port = nextPort++
-  // The example appends its lifecycle events to $EVENT_LOG.
-  return { ...(await sd.notifyService(main, { PORT: String(port), ...env }, lines, 'nest', 'EVENT_LOG')), port }
-}
+const app = (sd: Manager, env: Record<string, string> = {}, lines: string[] = []) => sd.notifyApp(main, env, lines, 'nest', 'EVENT_LOG')
 
 t.test('NestJS under systemd 252', { skip }, async (t) => {
   const sd = await startManager()
