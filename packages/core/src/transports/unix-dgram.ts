@@ -74,23 +74,17 @@ export class UnixDgramTransport implements Transport {
 
   sendSync(message: Buffer): void {
     if (!this.module) throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', 'sdnotify: unix-dgram is not loaded yet: call notifier.prepare() first', { transport: this.name })
-    const socket = this.open(this.module)
-    let failure: Error | undefined
-    try {
-      // The addon calls back synchronously: an error, a congestion (code 1), or nothing.
-      socket.send(message, (error) => {
-        if (error) failure = error.code === 1 ? sendFailed(this.name, 'EAGAIN', 'send') : sendFailed(this.name, errnoName(Number(error.code)), 'send')
-      })
-    } finally {
-      if (this.inFlight === 0) this.close()
-    }
-    if (failure) throw failure
+    if (!this.sendNow(this.module, message)) throw sendFailed(this.name, 'EAGAIN', 'send', ` to ${this.address.path}`)
   }
 
   /** The notifier's fast path: one send now, no async hop. false: not loaded, or congested (retry queued). */
   trySend(message: Buffer): boolean {
-    if (!this.module || this.inFlight > 0) return false
-    const socket = this.open(this.module)
+    return this.module !== undefined && this.inFlight === 0 && this.sendNow(this.module, message)
+  }
+
+  /** One synchronous send. true: sent; false: congested (not sent). Throws on errors. */
+  private sendNow(dgram: UnixDgramModule, message: Buffer): boolean {
+    const socket = this.open(dgram)
     let sent = false
     let failure: Error | undefined
     try {
@@ -100,7 +94,7 @@ export class UnixDgramTransport implements Transport {
         else if (error.code !== 1) failure = sendFailed(this.name, errnoName(Number(error.code)), 'send', ` to ${this.address.path}`)
       })
     } finally {
-      this.close()
+      if (this.inFlight === 0) this.close()
     }
     if (failure) throw failure
     return sent
