@@ -1,6 +1,7 @@
 // Small helpers the framework adapters share: turning errors into ERRNO=, addresses into STATUS= text,
 // and shutdown signals into a graceful close. Never SIGHUP: systemd's Type=notify-reload uses it to reload.
 import { invalidOption } from './errors.js'
+import type { Notifier } from './notifier.js'
 
 /** The errno number of a Node.js system error (`EADDRINUSE` → 98), or `fallback`. */
 export function errnoNumber(error: unknown, fallback?: number): number {
@@ -8,6 +9,21 @@ export function errnoNumber(error: unknown, fallback?: number): number {
   const code = (error as NodeJS.ErrnoException | undefined)?.code
   const value = typeof code === 'string' ? (errno as Record<string, number>)[code] : undefined
   return value ?? fallback ?? errno.EIO
+}
+
+/**
+ * Tells systemd why listening failed (EADDRINUSE…): ERRNO= and `STATUS=Failed to listen: …`. Sent
+ * synchronously when the transport is loaded, so it is out before the app's own error handler can exit
+ * the process; otherwise as soon as the transport has loaded. Rejects if it could not be sent.
+ */
+export function reportListenError(notifier: Pick<Notifier, 'sendSync' | 'send' | 'prepare'>, error: Error): Promise<void> {
+  const notification = { errno: errnoNumber(error), status: `Failed to listen: ${error.message}` }
+  try {
+    notifier.sendSync(notification)
+    return Promise.resolve()
+  } catch {
+    return notifier.prepare().then(() => notifier.send(notification)).then(() => undefined)
+  }
 }
 
 /** `http://127.0.0.1:3000`, `http://[::1]:3000`, or a unix socket path, from server.address(). */

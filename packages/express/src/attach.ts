@@ -2,7 +2,7 @@
 import type { Server as HttpServer } from 'node:http'
 import type { Http2SecureServer, Http2Server } from 'node:http2'
 import type { Server as HttpsServer } from 'node:https'
-import { createNotifier, errnoNumber, formatAddress, type Notifier, onShutdownSignal, trackHttpConnections } from '@sdnotify/core'
+import { createNotifier, formatAddress, type Notifier, onShutdownSignal, reportListenError, trackHttpConnections } from '@sdnotify/core'
 import { type SdNotifyServerOptions, validateOptions } from './options.js'
 
 export type AnyServer = HttpServer | HttpsServer | Http2Server | Http2SecureServer
@@ -37,7 +37,7 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
   const warn = (what: string, error: unknown) => process.emitWarning(`@sdnotify/express: ${what}: ${(error as Error)?.message ?? error}`, { code: 'SDNOTIFY_EXPRESS' })
   const protocol = 'cert' in server || (server as { _sharedCreds?: unknown })._sharedCreds ? 'https' : 'http'
   // Loading the transport now makes READY fast and lets a listen error be sent synchronously.
-  const prepared = notifier.prepare().catch((error: unknown) => warn('loading the notify transport', error))
+  void notifier.prepare().catch((error: unknown) => warn('loading the notify transport', error))
 
   const connections = trackHttpConnections(server)
   let closing: Promise<void> | undefined
@@ -62,15 +62,7 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
 
   server.on('error', (error: Error) => {
     if (server.listening) return
-    const notification = { errno: errnoNumber(error), status: `Failed to listen: ${error.message}` }
-    let report: Promise<unknown>
-    try {
-      notifier.sendSync(notification) // synchronous: done even if the app exits in its own error handler
-      report = Promise.resolve()
-    } catch {
-      report = prepared.then(() => notifier.send(notification)) // the transport is still loading
-    }
-    listenErrorReports.set(server, report.then(() => undefined, (sendError: unknown) => warn('reporting the listen error', sendError)))
+    listenErrorReports.set(server, reportListenError(notifier, error).catch((sendError: unknown) => warn('reporting the listen error', sendError)))
   })
 
   let removeSignals: (() => void) | undefined

@@ -2,6 +2,7 @@
 import {
   createNotifier,
   errnoNumber,
+  reportListenError,
   formatAddress,
   listenFds,
   type Notifier,
@@ -104,11 +105,7 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
   // A failed listen (EADDRINUSE…) is reported synchronously, before the app's catch can exit the process.
   const onServerError = (error: Error) => {
     if (fastify.server.listening) return
-    try {
-      notifier.sendSync({ errno: errnoNumber(error), status: `Failed to listen: ${error.message}` })
-    } catch (sendError) {
-      log(sendError, 'reporting the listen error')
-    }
+    reportListenError(notifier, error).catch((sendError: unknown) => log(sendError, 'reporting the listen error'))
   }
   fastify.server.on('error', onServerError)
 

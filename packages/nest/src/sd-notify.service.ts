@@ -3,7 +3,7 @@
 import type { Server } from 'node:net'
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common'
 import { HttpAdapterHost, ModuleRef } from '@nestjs/core'
-import { createNotifier, errnoNumber, formatAddress, type HttpDrain, type Notification, type Notifier, trackHttpConnections } from '@sdnotify/core'
+import { createNotifier, formatAddress, type HttpDrain, type Notification, type Notifier, reportListenError, trackHttpConnections } from '@sdnotify/core'
 import { type SdNotifyModuleOptions, validateOptions } from './options.js'
 import { SD_NOTIFY_OPTIONS } from './sd-notify.module-definition.js'
 
@@ -66,11 +66,7 @@ export class SdNotifyService {
     server.once('listening', onListening)
     server.on('error', (error: Error) => {
       if (server.listening) return
-      try {
-        this.notifier.sendSync({ errno: errnoNumber(error), status: `Failed to listen: ${error.message}` })
-      } catch (sendError) {
-        this.warn('reporting the listen error', sendError)
-      }
+      reportListenError(this.notifier, error).catch((sendError: unknown) => this.warn('reporting the listen error', sendError))
     })
   }
 
