@@ -54,15 +54,31 @@ export function renderReport(results, { percentile, median, command }) {
   const startupRows = results.startup.map(
     (s) => `| ${s.mode === 'unset' ? 'NOTIFY_SOCKET unset' : `NOTIFY_SOCKET set, ${s.mode}`} | ${fmt(s.importMs, 2)} | ${fmt(s.referenceMs, 2)} | ${fmt(s.firstSendMs, 2)} | ${fmt(s.rssAddedMb)} | ${s.native} |`,
   )
+  const wakeups = results.wakeups ?? []
+  const wakeupRows = wakeups.map((w) => {
+    let state = 'n/a (no watchdog)'
+    if (w.pinged !== null) state = w.pinged ? 'yes' : '**no ping seen**'
+    if (!w.active) state += ', **not active**'
+    return `| ${w.name} | ${fmt(w.per10s, 0)} | ${w.wakeups} | ${fmt(w.cpuPercent, 2)} | ${state} |`
+  })
   const restartRows = results.restart.map(
     (r) => `| ${r.name} | ${r.restarts}${r.failed ? ` (**${r.failed} failed**)` : ''} | ${fmt(r.wallMs)} | ${fmt(r.activeAfterExecMs)} | ${fmt(r.wallMs - r.activeAfterExecMs)} | ${r.portOpen}/${r.restarts} |`,
   )
 
+  const loadRows = (results.restartLoad ?? []).map(
+    (r) => `| ${r.name} | ${r.restarts} | ${r.requests} | ${r.refused ? `**${r.refused}**` : 0} | ${r.inFlight} | ${fmt(r.maxLatencyMs)} |`,
+  )
+  const stored = (results.restartLoad ?? [])[0]
   const ours = latencyRows.filter((r) => IN_PROCESS.has(r.name) && r.ratio)
   const native = latencyRows.find((r) => r.name === 'sd-notify (npm)' && r.ratio)
   const unset = results.startup.find((s) => s.mode === 'unset')
   const oursBurst = results.burst.filter((b) => b.method === 'koffi' || b.method === 'unix-dgram')
   const notify = results.restart[0]
+  const wakeupsOf = (mode) => wakeups.find((w) => w.mode === mode)
+  const oursIdle = wakeupsOf('core')
+  const seconds = (ms = 10_000) => ms / 1000
+  const wakeupWindow = `${seconds(wakeups[0]?.windowMs)} s, starting ${seconds(wakeups[0]?.settleMs)} s after start-up`
+  const per10s = (mode) => (wakeupsOf(mode) ? `${fmt(wakeupsOf(mode).per10s, 0)}` : 'not measured')
   const targets = [
     target(
       ours.length > 0 && ours.every((r) => r.warmRatio !== null && r.warmRatio <= 3),
@@ -75,6 +91,19 @@ export function renderReport(results, { percentile, median, command }) {
     ),
     target(notify.portOpen === notify.restarts && !notify.failed, `the port accepts connections when the notify unit is reported active (${notify.portOpen}/${notify.restarts})`),
     target(notify.wallMs - notify.activeAfterExecMs <= 50, `notify unit's restart wall time within 50 ms of the application's own exec-to-listening time (gap ${fmt(notify.wallMs - notify.activeAfterExecMs)} ms, which includes stopping the old process)`),
+    ...(stored
+      ? [target(stored.refused === 0 && stored.inFlight === 0, `restarts under load with fdStore: no failed request (${stored.refused} refused, ${stored.inFlight} in flight, over ${stored.restarts} restarts and ${stored.requests} requests)`)]
+      : []),
+    ...(oursIdle
+      ? [
+          target(
+            oursIdle.per10s <= 40 && oursIdle.active && oursIdle.pinged,
+            `idle wake-ups: an idle service with the default watchdog (WatchdogSec=30s) wakes ≤ 40 times per 10 s ` +
+              `(${fmt(oursIdle.per10s, 0)}; sd-notify, which only pings: ${per10s('sd-notify')}; ` +
+              `the previous watchdog's 20 ms histogram: ${per10s('histogram')})`,
+          ),
+        ]
+      : []),
   ]
 
   const markdown = `# Benchmarks
@@ -138,6 +167,31 @@ to listening. "Port open" is a connect made the moment \`systemctl restart\` ret
 | unit | restarts | wall ms (median) | active after exec ms | wall − that | port open when active |
 | --- | --- | --- | --- | --- | --- |
 ${restartRows.join('\n')}
+
+### Restart under load
+
+${stored?.restarts ?? 'N'} × \`systemctl restart\` while 4 clients make one request per fresh connection, against the same
+node:http service (core's [fd-store fixture](packages/core/fixtures/fd-store-server.mjs), which boots in ~300 ms)
+run four ways ([restart-load.mjs](benchmarks/restart-load.mjs)). "Refused": the kernel refused the connection
+(nothing listening); "in flight": accepted, then cut off by a process that went away; the worst latency is that of
+a request that waited in the listening socket's backlog through a restart.
+
+| unit | restarts | requests | refused | in flight | worst latency ms |
+| --- | --- | --- | --- | --- | --- |
+${loadRows.length ? loadRows.join('\n') : '| not measured | – | – | – | – | – |'}
+
+## 5. Idle wake-ups
+
+What a watchdog costs a service with nothing to do ([wakeups.mjs](benchmarks/wakeups.mjs)): each variant is a
+\`Type=notify\` service with \`WatchdogSec=30s\`, all running at once. The main thread's voluntary context switches
+(each sleep in \`epoll_wait\` is one) count how often it woke, and utime + stime its CPU, over ${wakeupWindow}
+(V8's memory reducer wakes any process a few times about 8 s after start). Ours checks the event loop with a
+timer every second (a quarter of \`maxEventLoopDelayMs\`, at most 1 s) and pings every 15 s; sd-notify pings
+and checks nothing.
+
+| watchdog | wake-ups per 10 s | wake-ups in the window | CPU % | pinged, still active |
+| --- | --- | --- | --- | --- |
+${wakeupRows.length ? wakeupRows.join('\n') : '| not measured | – | – | – | – |'}
 
 ## Targets
 

@@ -7,12 +7,16 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { canConnect, DEBIAN_ROOT, debianRootSkipReason, startManager, systemdSkipReason } from '@sdnotify/systemd-harness'
 import { renderReport } from './report.mjs'
+import { restartUnderLoad } from './restart-load.mjs'
+import { measureWakeups } from './wakeups.mjs'
 
 const quick = process.argv.includes('--quick')
 const here = dirname(fileURLToPath(import.meta.url))
 const repo = join(here, '..')
 const cache = process.env.SDNOTIFY_BENCH_CACHE ?? '/var/cache/sdnotify/bench'
-const N = quick ? { latency: 200, spawn: 30, rounds: 2, burst: 2000, startup: 5, restarts: 1 } : { latency: 1000, spawn: 1000, rounds: 10, burst: 10_000, startup: 20, restarts: 5 }
+const N = quick ? { latency: 200, spawn: 30, rounds: 2, burst: 2000, startup: 5, restarts: 2 } : { latency: 1000, spawn: 1000, rounds: 10, burst: 10_000, startup: 20, restarts: 5 }
+// Idle wake-ups: the window, and how long after start-up it begins (quick: before V8 has settled).
+const WAKEUPS = quick ? { windowMs: 3000, settleMs: 2000 } : { windowMs: 10_000, settleMs: 10_000 }
 const started = Date.now()
 const log = (message) => console.log(`[bench ${((Date.now() - started) / 1000).toFixed(1)}s] ${message}`)
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -220,6 +224,10 @@ try {
   receiver.kill()
   log('rolling restart of examples/fastify')
   results.restart = await restarts(sd)
+  log(`restart under load: ${N.restarts} restarts per variant, 4 clients making fresh connections`)
+  results.restartLoad = await restartUnderLoad(sd, repo, N.restarts)
+  log(`idle wake-ups: every watchdog at once, WatchdogSec=30s, ${(WAKEUPS.settleMs + WAKEUPS.windowMs) / 1000} s`)
+  results.wakeups = await measureWakeups(sd, { ...WAKEUPS, sdNotify: baselines.sdNotify })
 } finally {
   await sd.stop()
 }

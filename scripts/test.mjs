@@ -16,9 +16,12 @@ if (process.getuid?.() === 0) {
   console.log('test: not root: the real-systemd tests will be skipped (they need root for cgroups and namespaces)')
 }
 
-const packages = readdirSync(join(root, 'packages'))
-  .map((name) => join(root, 'packages', name))
-  .filter((dir) => existsSync(join(dir, 'package.json')) && JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).scripts?.test)
+// Last, alone on the machine: reliability/ (`pnpm soak --quick`, fault injection with CPU hogs and a frozen manager)
+// prints its expectations as TAP with tap's summary line.
+const packages = [
+  ...readdirSync(join(root, 'packages')).map((name) => join(root, 'packages', name)),
+  join(root, 'reliability'),
+].filter((dir) => existsSync(join(dir, 'package.json')) && JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).scripts?.test)
 
 const totals = { pass: 0, fail: 0, skip: 0, todo: 0 }
 let failed = false
@@ -29,6 +32,20 @@ if (typecheck.status !== 0) {
   console.error('test: typecheck failed')
   failed = true
 }
+// Are The Types Wrong and publint on each published package's tarball: every check counts as one test.
+console.log('\n=== package checks (attw, publint on the packed tarballs)')
+const checks = spawnSync(process.execPath, [join(root, 'scripts/check-packages.mjs')], {
+  cwd: root,
+  encoding: 'utf8',
+  stdio: ['ignore', 'pipe', 'inherit'],
+})
+process.stdout.write(checks.stdout)
+const counted = /^package checks: (\d+) passed, (\d+) failed$/m.exec(checks.stdout)
+if (counted) {
+  totals.pass += Number(counted[1])
+  totals.fail += Number(counted[2])
+}
+if (checks.status !== 0 || !counted) failed = true
 for (const dir of packages) {
   const name = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name
   console.log(`\n=== ${name}`)

@@ -16,3 +16,20 @@ export { errnoNumber, formatAddress, onShutdownSignal, reportListenError, valida
 export type { ShutdownSignalOptions } from './lifecycle.js'
 export { trackHttpConnections } from './http-drain.js'
 export type { HttpDrain } from './http-drain.js'
+export { errorText, statusText } from './status-text.js'
+export { ADAPTER_OPTION_NAMES, onReloadSignal, resolveStatus, runReload, validateAdapterOptions } from './adapter.js'
+export type { AdapterOptions, ReadyInfo, StoppingInfo } from './adapter.js'
+export {
+  addressMismatch,
+  DEFAULT_SOCKET_NAME,
+  fdStoreLimit,
+  fdStoreName,
+  findPassedSocket,
+  formatSocketAddress,
+  removeStoredSocket,
+  serverFd,
+  storeServerSocket,
+  systemdVersion,
+} from './fd-store.js'
+export type { FindPassedSocketOptions, ListenConfig, PassedSocket } from './fd-store.js'
+export type { SocketAddress } from './socket-address.js'

@@ -4,7 +4,8 @@ import { type Environment, LISTEN_VARIABLES, NOTIFY_VARIABLES, systemdVariables,
 import { notifyFd } from './listen-fds.js'
 import { encodeNotification, type Notification } from './protocol.js'
 import { createTransport, findExecutable, planTransports, type SelectionContext, TRANSPORT_ORDER, type TransportPlan } from './select-transport.js'
-import type { Transport, TransportName } from './transports/transport.js'
+import type { KoffiTarget } from './transports/koffi.js'
+import type { Transport, TransportName, TransportOptions } from './transports/transport.js'
 import { Watchdog, watchdogSettings } from './watchdog.js'
 
 export interface NotifierOptions {
@@ -17,7 +18,11 @@ export interface NotifierOptions {
    * do not inherit them (sd_notify(3)'s unset_environment). listenFds() still sees them.
    */
   unsetEnvironment?: boolean
-  /** How long one send may keep retrying while the manager's queue is full. Default 5000 ms. */
+  /**
+   * How long a notification may wait for the manager to take it, counted from the call: queued and retried
+   * while the manager's queue is full (or its socket, once reached, is gone). Past it the call rejects with
+   * ERR_SDNOTIFY_TIMEOUT. Default 5000 ms.
+   */
   sendTimeoutMs?: number
   /** Path or name of systemd-notify for the exec transport. Default: found on PATH. */
   systemdNotify?: string
@@ -70,10 +75,52 @@ export interface Notifier {
   storeFds(fds: readonly number[], name: string, options?: { poll?: boolean }): Promise<boolean>
   removeFds(name: string): Promise<boolean>
   describe(): Description
+  /** Stops the watchdog; waits for what is queued, at most until the deadlines of those sends; closes sockets. */
   close(): Promise<void>
 }
 
 let warnedExec = false
+
+/** One caller waiting for a queued notification, with its own deadline (sendTimeoutMs after the call). */
+interface Waiter {
+  deadline: number
+  resolve(sent: boolean): void
+  reject(error: unknown): void
+}
+
+/** A queued notification (or barrier), sent in its turn. */
+interface Job {
+  message: Buffer
+  fds: readonly number[]
+  /** Runs instead of a plain send: barrier(). */
+  run: ((transport: Transport) => Promise<void>) | undefined
+  /** The STATUS= to record as lastStatus once sent. */
+  status: string | undefined
+  /** Status-only or WATCHDOG=1-only: a newer one of the same kind may supersede it (see enqueue()). */
+  kind: 'status' | 'ping' | undefined
+  /** Its caller, preceded by the callers of the messages it superseded: oldest deadline first. */
+  waiters: Waiter[]
+  /** Handed to the transport's async send (fds, barrier, fd and exec transports): it settles when that does. */
+  inFlight: boolean
+  /** Why its last try failed (EAGAIN, ENOENT…). */
+  errno: string | undefined
+}
+
+const PING = Buffer.from('WATCHDOG=1')
+const STATUS = Buffer.from('STATUS=')
+
+function kindOf(message: Buffer, status: string | undefined): Job['kind'] {
+  if (message.equals(PING)) return 'ping'
+  // STATUS cannot hold a newline (protocol.ts), so a single line starting STATUS= sets nothing else.
+  const oneLine = message.indexOf(10) === -1
+  if (status !== undefined && oneLine && message.subarray(0, STATUS.length).equals(STATUS)) return 'status'
+  return undefined
+}
+
+/** setTimeout() fires at once past 2^31 - 1 ms (a TimeoutOverflowWarning): cap it (sendTimeoutMs may be huge). */
+const timerMs = (ms: number) => Math.max(0, Math.min(ms, 2 ** 31 - 1))
+
+const closedError = () => new SdNotifyError('ERR_SDNOTIFY_CLOSED', 'sdnotify: the notifier was closed')
 
 class SdNotifier implements Notifier {
   readonly enabled: boolean
@@ -87,10 +134,30 @@ class SdNotifier implements Notifier {
   private readonly reportError: (error: unknown) => void
   private active: Transport | undefined
   private fdPassing: Transport | undefined
-  private tail: Promise<unknown> = Promise.resolve()
-  /** Operations queued and not finished: the fast path may only send when this is 0 (order). */
-  private pending = 0
+  private selecting: Promise<Transport> | undefined
+  private loadingFdPassing: Promise<Transport> | undefined
+  /** Given to the transports: sendTimeoutMs is read per send, and is the time left to the message in flight. */
+  private readonly transportOptions: TransportOptions
+  private inFlightDeadline: number | undefined
+  /** Notifications not yet taken by the manager, in call order. The fast path only sends when it is empty. */
+  private readonly queue: Job[] = []
+  /** The last status-only and WATCHDOG=1-only jobs queued since the last barrier, which newer ones may supersede. */
+  private latest: { status?: Job; ping?: Job } = {}
+  private draining = false
+  private retrying = false
+  /** Consecutive tries the manager refused (EAGAIN, ENOBUFS, a vanished socket): sets the back-off. */
+  private refusals = 0
+  /** Why the manager is not taking datagrams (an errno), from a refused try until one gets through. */
+  private stalled: string | undefined
+  /** A datagram sent to NOTIFY_SOCKET's path got through: ENOENT/ECONNREFUSED later mean the manager restarts. */
+  private reachedPath = false
+  private expiryTimer: NodeJS.Timeout | undefined
+  private expiryAt = Infinity
+  /** close() waiting for the queue to empty. */
+  private readonly idle: (() => void)[] = []
   private closed = false
+  /** The transports were closed: whatever is still queued is refused. */
+  private shut = false
   private status_: string | undefined
 
   constructor(options: NotifierOptions) {
@@ -124,6 +191,15 @@ class SdNotifier implements Notifier {
     this.enabled = vars.NOTIFY_SOCKET !== undefined || fd !== undefined
     this.strict = options.strict ?? false
     this.sendTimeoutMs = options.sendTimeoutMs ?? 5000
+    const timeLeft = () => {
+      const deadline = this.inFlightDeadline
+      return deadline === undefined ? this.sendTimeoutMs : Math.max(1, deadline - Date.now())
+    }
+    this.transportOptions = {
+      get sendTimeoutMs() {
+        return timeLeft()
+      },
+    }
     this.warn = options.onWarning ?? ((message, code) => process.emitWarning(message, { code }))
     this.reportError = options.onError ?? ((error) => this.warn(`sdnotify: ${(error as Error)?.message ?? String(error)}`, 'SDNOTIFY_ERROR'))
     this.watchdog = new Watchdog(watchdogSettings(vars), {
@@ -176,7 +252,7 @@ class SdNotifier implements Notifier {
 
   sendSync(notification: Notification): boolean {
     const message = encodeNotification(notification)
-    if (this.closed) throw new SdNotifyError('ERR_SDNOTIFY_CLOSED', 'sdnotify: the notifier was closed')
+    if (this.closed) throw closedError()
     if (!this.enabled) return this.disabled()
     const transport = this.active
     if (!transport?.sendSync) {
@@ -185,16 +261,17 @@ class SdNotifier implements Notifier {
       })
     }
     transport.sendSync(message)
+    this.accepted(transport)
     if (notification.status !== undefined) this.status_ = notification.status
     return true
   }
 
-  prepare(): Promise<boolean> {
-    return this.enqueue(async () => {
-      if (!this.enabled) return this.disabled()
-      await this.transportFor(false)
-      return true
-    })
+  /** Not queued: it loads the transport even while earlier sends wait for a frozen manager. */
+  async prepare(): Promise<boolean> {
+    if (this.closed) throw closedError()
+    if (!this.enabled) return this.disabled()
+    await this.transportFor(false)
+    return true
   }
 
   storeFds(fds: readonly number[], name: string, options: { poll?: boolean } = {}): Promise<boolean> {
@@ -212,12 +289,11 @@ class SdNotifier implements Notifier {
 
   barrier(timeoutMs = 5000): Promise<boolean> {
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) return Promise.reject(invalidField('BARRIER', `timeout must be a positive number of ms (got ${String(timeoutMs)})`))
-    return this.enqueue(async () => {
-      if (!this.enabled) return this.disabled()
-      const transport = await this.transportFor(true)
-      await (transport.barrier as (ms: number) => Promise<void>)(timeoutMs)
-      return true
-    })
+    if (this.closed) return Promise.reject(closedError())
+    if (!this.enabled) return this.whenDisabled()
+    // Its send must start within sendTimeoutMs of the call; the wait for the acknowledgement is timeoutMs.
+    const run = (transport: Transport) => (transport.barrier as (ms: number) => Promise<void>)(timeoutMs)
+    return this.enqueue(Buffer.from('BARRIER=1'), [], undefined, run)
   }
 
   describe(): Description {
@@ -249,7 +325,21 @@ class SdNotifier implements Notifier {
     this.watchdog.stop()
     if (this.closed) return
     this.closed = true
-    await this.tail
+    if (this.queue.length > 0) {
+      // What is queued may still go out, but close() waits no longer than its deadlines: a transport still
+      // busy with an earlier message (a blocked write) is not waited for past them.
+      let last = Date.now()
+      for (const job of this.queue) last = Math.max(last, job.waiters.at(-1)?.deadline ?? last)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timerMs(last - Date.now()))
+        this.idle.push(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+      this.expire()
+    }
+    this.shut = true
     this.active?.close()
     if (this.fdPassing !== this.active) this.fdPassing?.close()
   }
@@ -270,35 +360,253 @@ class SdNotifier implements Notifier {
     } catch (error) {
       return Promise.reject(error)
     }
+    if (this.closed) return Promise.reject(closedError())
+    if (!this.enabled) return this.whenDisabled()
+    const status = remember ? notification.status : undefined
     // Fast path: nothing queued ahead, transport loaded, no fds: one non-blocking send, no async hops.
     // A full queue (or anything unusual) takes the queued, retrying path below.
     const active = this.active
-    if (this.pending === 0 && fds.length === 0 && !this.closed && active?.trySend) {
+    if (this.queue.length === 0 && fds.length === 0 && active?.trySend) {
       try {
         if (active.trySend(message)) {
-          if (remember && notification.status !== undefined) this.status_ = notification.status
+          this.accepted(active)
+          if (status !== undefined) this.status_ = status
           return Promise.resolve(true)
         }
+        this.refused('EAGAIN')
       } catch (error) {
-        return Promise.reject(error)
+        const errno = this.vanished(error, active)
+        if (errno === undefined) return Promise.reject(error)
+        this.refused(errno)
       }
     }
-    return this.enqueue(async () => {
-      if (!this.enabled) return this.disabled()
-      const transport = await this.transportFor(fds.length > 0)
-      await transport.send(message, fds)
-      if (remember && notification.status !== undefined) this.status_ = notification.status
-      return true
-    })
+    return this.enqueue(message, fds, status, undefined)
   }
 
-  /** Runs sends one at a time, in call order: systemd must see READY after the STATUS sent before it. */
-  private enqueue<T>(operation: () => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(new SdNotifyError('ERR_SDNOTIFY_CLOSED', 'sdnotify: the notifier was closed'))
-    this.pending++
-    const result = this.tail.then(operation).finally(() => this.pending--)
-    this.tail = result.catch(() => undefined)
-    return result
+  /**
+   * Queues a notification; it is sent after everything queued before it, or rejected with ERR_SDNOTIFY_TIMEOUT
+   * once sendTimeoutMs have passed since this call. What the queue keeps while the manager is not taking
+   * datagrams (a refused try, until one gets through): everything, except that a status-only message
+   * (`STATUS=…` alone) supersedes the status-only message still queued before it, and a `WATCHDOG=1`-only
+   * ping the ping before it, unless a barrier lies between them. The manager keeps only the latest StatusText,
+   * and a ping only restarts its timer, so the older one would change nothing once the newer arrives; the
+   * older one's callers then wait on the newer one (true once it is sent), each until their own deadline.
+   * READY, RELOADING, STOPPING, ERRNO, FDSTORE, BARRIER, WATCHDOG=trigger, combined messages: never dropped.
+   */
+  private enqueue(message: Buffer, fds: readonly number[], status: string | undefined, run: Job['run']) {
+    const deadline = Date.now() + this.sendTimeoutMs
+    let waiter!: Waiter
+    const promise = new Promise<boolean>((resolve, reject) => (waiter = { deadline, resolve, reject }))
+    const kind = run === undefined ? kindOf(message, status) : undefined
+    const job: Job = { message, fds, run, status, kind, waiters: [waiter], inFlight: false, errno: undefined }
+    if (kind !== undefined) {
+      const older = this.latest[kind]
+      if (older !== undefined && !older.inFlight && this.stalled !== undefined) {
+        this.remove(older)
+        job.waiters = older.waiters
+        job.waiters.push(waiter)
+        job.errno = older.errno
+        older.waiters = []
+      }
+      this.latest[kind] = job
+    } else if (run !== undefined) {
+      this.latest = {} // what was queued before a barrier must reach the manager before it
+    }
+    this.queue.push(job)
+    this.armExpiry(waiter.deadline)
+    this.kick()
+    return promise
+  }
+
+  /** Starts sending the queue, or lets the pending retry do it. */
+  private kick(): void {
+    if (this.draining || this.retrying) return
+    if (this.refusals > 0) this.scheduleRetry()
+    else void this.drain()
+  }
+
+  /** Sends the queue in order until it is empty or the manager refuses; never rejects. */
+  private async drain(): Promise<void> {
+    this.draining = true
+    let refused = false
+    try {
+      while (this.queue.length > 0 && !refused) refused = !(await this.sendHead())
+    } catch (error) {
+      this.reportError(error) // a bug: what is queued still expires at its deadline
+    } finally {
+      this.draining = false
+    }
+    if (refused) this.scheduleRetry()
+  }
+
+  /**
+   * Retries with back-off: the manager takes a notification in ~100 µs (systemd 252), so the next turn of the
+   * event loop first, then 1, 2, 4… up to 20 ms: at most ~60 tries a second while it stays frozen.
+   */
+  private scheduleRetry(): void {
+    this.retrying = true
+    const again = () => {
+      this.retrying = false
+      if (!this.draining) void this.drain()
+    }
+    if (this.refusals <= 2) setImmediate(again)
+    else setTimeout(again, Math.min(20, 2 ** (this.refusals - 3)))
+  }
+
+  /** One try at the head of the queue. false: the manager refused it (retry later); true: go on. */
+  private async sendHead(): Promise<boolean> {
+    const job = this.queue[0] as Job
+    if (this.shut) {
+      this.fail(job, closedError())
+      return true
+    }
+    let transport: Transport
+    try {
+      transport = await this.transportFor(job.fds.length > 0 || job.run !== undefined)
+    } catch (error) {
+      this.fail(job, error)
+      return true
+    }
+    if (this.queue[0] !== job) return true // it expired or was superseded meanwhile
+    try {
+      if (job.run === undefined && job.fds.length === 0 && transport.trySend) {
+        if (!transport.trySend(job.message)) return this.refusedHead(job, 'EAGAIN')
+      } else {
+        job.inFlight = true
+        this.inFlightDeadline = job.waiters.at(-1)?.deadline
+        try {
+          await (job.run ? job.run(transport) : transport.send(job.message, job.fds))
+        } finally {
+          job.inFlight = false
+          this.inFlightDeadline = undefined
+        }
+      }
+    } catch (error) {
+      const errno = this.vanished(error, transport)
+      if (errno !== undefined) return this.refusedHead(job, errno)
+      const { code, errno: cause } = error as { code?: unknown; errno?: unknown }
+      // A transport that gave up on a full queue (its own retries, or a blocked write): the manager is stalled.
+      if (code === 'ERR_SDNOTIFY_TIMEOUT' && typeof cause === 'string') this.stalled = cause
+      this.fail(job, error)
+      return true
+    }
+    this.accepted(transport)
+    this.sent(job)
+    return true
+  }
+
+  private refusedHead(job: Job, errno: string): false {
+    job.errno = errno
+    this.refused(errno)
+    this.expire() // an in-flight try may have outlived some deadlines
+    return false
+  }
+
+  private accepted(transport: Transport): void {
+    if (this.sendsToPath(transport)) this.reachedPath = true
+    this.refusals = 0
+    this.stalled = undefined
+  }
+
+  private refused(errno: string): void {
+    this.refusals++
+    this.stalled = errno
+  }
+
+  /**
+   * ENOENT or ECONNREFUSED from a socket that took our datagrams before: its manager is gone, and a manager
+   * restarting binds it again (systemd itself keeps its notify socket across `daemon-reexec`: it passes the
+   * fd to its new self, manager-serialize.c "notify-fd"). Retried like EAGAIN, within each message's
+   * deadline, so nothing is lost across the gap. Before any datagram got through it fails at once, as
+   * sd_notify(3) does: the address is wrong, and waiting would only delay the error.
+   */
+  private vanished(error: unknown, transport: Transport): string | undefined {
+    const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown }
+    if (code !== 'ERR_SDNOTIFY_SEND_FAILED' || (errno !== 'ENOENT' && errno !== 'ECONNREFUSED')) return undefined
+    return this.reachedPath && this.sendsToPath(transport) ? errno : undefined
+  }
+
+  /**
+   * Sends to NOTIFY_SOCKET's path on each send, so it reaches a socket bound there again. Not the fd
+   * transport (and koffi on its descriptor): connected once and for all; not exec (systemd-notify's business).
+   */
+  private sendsToPath(transport: Transport): boolean {
+    return transport.name === 'unix-dgram' || (transport.name === 'koffi' && this.active?.name !== 'fd')
+  }
+
+  /** Removes a job the manager took, and answers its callers. */
+  private sent(job: Job): void {
+    this.remove(job)
+    if (job.status !== undefined) this.status_ = job.status
+    for (const waiter of job.waiters.splice(0)) waiter.resolve(true)
+  }
+
+  /** Removes a job that cannot be sent, and answers its callers. */
+  private fail(job: Job, error: unknown): void {
+    this.remove(job)
+    for (const waiter of job.waiters.splice(0)) waiter.reject(error)
+  }
+
+  private remove(job: Job): void {
+    const index = this.queue.indexOf(job)
+    if (index >= 0) this.queue.splice(index, 1)
+    if (this.latest.status === job) this.latest.status = undefined
+    if (this.latest.ping === job) this.latest.ping = undefined
+    if (this.queue.length === 0) for (const resolve of this.idle.splice(0)) resolve()
+  }
+
+  /**
+   * Rejects the callers whose deadline has passed. A message the transport is sending stays with the transport
+   * (a write cannot be taken back), but its callers are answered at their own deadline all the same: one that
+   * superseded older calls is sent until the newest caller's deadline, and the older ones must not wait that long.
+   */
+  private expire(): void {
+    clearTimeout(this.expiryTimer)
+    this.expiryTimer = undefined
+    this.expiryAt = Infinity
+    const now = Date.now()
+    let next = Infinity
+    for (const job of [...this.queue]) {
+      const due = job.waiters.findIndex((waiter) => waiter.deadline > now)
+      if (due !== 0) {
+        const expired = due < 0 ? job.waiters : job.waiters.slice(0, due)
+        job.waiters = due < 0 ? [] : job.waiters.slice(due)
+        if (job.waiters.length === 0 && !job.inFlight) this.remove(job)
+        const error = this.timeout(job)
+        for (const waiter of expired) waiter.reject(error)
+      }
+      const first = job.waiters[0]
+      if (first !== undefined) next = Math.min(next, first.deadline)
+    }
+    if (next < Infinity) this.armExpiry(next)
+  }
+
+  private armExpiry(at: number): void {
+    if (at >= this.expiryAt) return
+    clearTimeout(this.expiryTimer)
+    this.expiryAt = at
+    // Unref'd: while something is queued a retry timer or the transport's own work keeps the process up.
+    this.expiryTimer = setTimeout(() => this.expire(), timerMs(at - Date.now())).unref()
+  }
+
+  private timeout(job: Job): SdNotifyError {
+    const errno = job.errno ?? this.stalled
+    const transport = this.active?.name
+    let reason: string
+    if (errno === undefined) reason = 'it waited behind an earlier notification the transport was still sending'
+    else if (errno === 'ENOENT' || errno === 'ECONNREFUSED') {
+      reason = `the notify socket is gone (${errno}): is the service manager running?`
+    } else reason = `the manager's queue stayed full (${errno}): is the service manager frozen or overloaded?`
+    const what = `sdnotify: ${transport ?? 'no'} transport: not sent within ${this.sendTimeoutMs} ms of the call`
+    return new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', `${what}: ${reason}`, { transport, errno })
+  }
+
+  private whenDisabled(): Promise<boolean> {
+    try {
+      return Promise.resolve(this.disabled())
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   private disabled(): false {
@@ -311,25 +619,48 @@ class SdNotifier implements Notifier {
     return false
   }
 
-  /** The transport for the next send; the first use loads it, falling back down the order on failure. */
+  /**
+   * The transport for the next send; the first use loads it, falling back down the order on failure. One
+   * load at a time (prepare() runs beside the queue); a failed load is tried again by the next caller.
+   */
   private async transportFor(needsFds: boolean): Promise<Transport> {
-    const transport = this.active ?? (this.active = await this.select())
+    if (!this.active) {
+      this.selecting ??= this.select().then(
+        (transport) => (this.active = transport),
+        (error: unknown) => {
+          this.selecting = undefined
+          throw error
+        },
+      )
+      await this.selecting
+    }
+    const transport = this.active as Transport
     if (!needsFds || transport.capabilities.fdPassing) return transport
     // fd and unix-dgram cannot pass descriptors: reach the same socket through koffi for these messages.
-    if (!this.fdPassing) {
-      const target =
-        transport.name === 'fd' ? { connectedFd: this.ctx.notifyFd as number } : this.ctx.address?.family === 'unix' ? { address: this.ctx.address } : undefined
-      if (target === undefined) throw this.unsupported(transport.name)
-      const { KoffiTransport } = await import('./transports/koffi.js')
-      const koffi = new KoffiTransport(target, { sendTimeoutMs: this.sendTimeoutMs })
-      try {
-        await koffi.load()
-      } catch (error) {
-        throw this.unsupported(transport.name, error)
-      }
-      this.fdPassing = koffi
+    if (this.fdPassing) return this.fdPassing
+    this.loadingFdPassing ??= this.loadFdPassing(transport).then(
+      (koffi) => (this.fdPassing = koffi),
+      (error: unknown) => {
+        this.loadingFdPassing = undefined
+        throw error
+      },
+    )
+    return this.loadingFdPassing
+  }
+
+  private async loadFdPassing(transport: Transport): Promise<Transport> {
+    let target: KoffiTarget
+    if (transport.name === 'fd') target = { connectedFd: this.ctx.notifyFd as number }
+    else if (this.ctx.address?.family === 'unix') target = { address: this.ctx.address }
+    else throw this.unsupported(transport.name)
+    const { KoffiTransport } = await import('./transports/koffi.js')
+    const koffi = new KoffiTransport(target, this.transportOptions)
+    try {
+      await koffi.load()
+    } catch (error) {
+      throw this.unsupported(transport.name, error)
     }
-    return this.fdPassing
+    return koffi
   }
 
   private unsupported(name: TransportName, cause?: unknown): SdNotifyError {
@@ -349,7 +680,7 @@ class SdNotifier implements Notifier {
         failures.push(`${name}: ${plan.reason}`)
         continue
       }
-      const transport = await createTransport(name, this.ctx, { sendTimeoutMs: this.sendTimeoutMs })
+      const transport = await createTransport(name, this.ctx, this.transportOptions)
       try {
         if ('load' in transport) await (transport as { load(): Promise<void> }).load()
       } catch (error) {

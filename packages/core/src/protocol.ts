@@ -53,7 +53,8 @@ export interface Notification {
   monotonicUsec?: number | bigint
   /**
    * Other assignments, e.g. custom `X_…` fields (sd_notify(3): custom fields should start with X_).
-   * Keys must match [A-Z][A-Z0-9_]*.
+   * Keys must match [A-Z][A-Z0-9_]* and must not be an assignment sd_notify(3) defines (READY, MAINPID, FDSTORE…):
+   * those go through their typed fields, which check their rules.
    */
   extra?: Record<string, string | number | boolean>
 }
@@ -84,6 +85,22 @@ const FIELD_KEYS = {
 
 type TypedField = keyof typeof FIELD_KEYS
 const TYPED_FIELDS = Object.keys(FIELD_KEYS) as TypedField[]
+
+/**
+ * Every assignment sd_notify(3) defines (man page and src/core/service.c, systemd 259), which `extra` must not
+ * carry: each has a typed field with its own rules (MAINPID=, FDSTORE=…), or is not supported here.
+ * The value is the rule an `extra` key of that name breaks.
+ */
+const RESERVED_KEYS = new Map<string, string>([
+  ...TYPED_FIELDS.map((field): [string, string] => [
+    FIELD_KEYS[field],
+    `is reserved by sd_notify(3): use the typed field ${field}, not extra`,
+  ]),
+  ...['VARLINKERROR', 'MAINPIDFD', 'MAINPIDFDID', 'RESTART_RESET'].map((key): [string, string] => [
+    key,
+    'is reserved by sd_notify(3) and not supported by sdnotify; extra is for custom fields (prefix them with X_)',
+  ]),
+])
 const KNOWN_FIELDS = new Set<string>([...TYPED_FIELDS, 'extra'])
 const FIELD_ORDER = new Map<string, number>(TYPED_FIELDS.map((field, index) => [field, index]))
 const byFieldOrder = (a: TypedField, b: TypedField) => (FIELD_ORDER.get(a) as number) - (FIELD_ORDER.get(b) as number)
@@ -226,7 +243,9 @@ export function toAssignments(notification: Notification, now: () => bigint = mo
     if (fields.extra === null || typeof fields.extra !== 'object') throw invalidField('extra', 'must be an object of KEY: value pairs')
     for (const [key, value] of Object.entries(fields.extra)) {
       if (!KEY_PATTERN.test(key)) throw invalidField(key, 'must match [A-Z][A-Z0-9_]* (upper-case letters, digits, underscores)')
-      if (lines.some((line) => line.startsWith(`${key}=`))) throw invalidField(key, 'is set twice: both as a typed field and in extra')
+      // Every typed field's key is reserved, so an extra key can never repeat a line already written.
+      const reserved = RESERVED_KEYS.get(key)
+      if (reserved !== undefined) throw invalidField(key, reserved)
       if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
         throw invalidField(key, `must be a string, number or boolean (got ${describeValue(value)})`)
       }

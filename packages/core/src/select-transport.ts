@@ -41,7 +41,7 @@ export function planTransports(ctx: SelectionContext): TransportPlan[] {
   if (noUnix) plans.push({ name: 'unix-dgram', usable: false, reason: noUnix })
   else if (ctx.address?.family === 'unix' && ctx.address.abstract) {
     plans.push({ name: 'unix-dgram', usable: false, reason: `${ctx.notifySocket} is an abstract name, which unix-dgram cannot reach` })
-  } else plans.push({ name: 'unix-dgram', usable: true, reason: 'optional dependency unix-dgram, loaded on first send' })
+  } else plans.push({ name: 'unix-dgram', usable: true, reason: 'unix-dgram, an optional peer dependency (the application installs it), loaded on first send' })
   if (ctx.notifySocket === undefined) plans.push({ name: 'exec', usable: false, reason: 'NOTIFY_SOCKET is not set' })
   else if (ctx.systemdNotify === undefined) plans.push({ name: 'exec', usable: false, reason: 'systemd-notify was not found on PATH' })
   else plans.push({ name: 'exec', usable: true, reason: `${ctx.systemdNotify} runs as a child process: a non-root service needs NotifyAccess=all` })
@@ -55,7 +55,7 @@ export function planTransports(ctx: SelectionContext): TransportPlan[] {
 export async function createTransport(name: TransportName, ctx: SelectionContext, options: TransportOptions): Promise<Transport> {
   switch (name) {
     case 'fd':
-      return new (await import('./transports/fd.js')).FdTransport(ctx.notifyFd as number)
+      return new (await import('./transports/fd.js')).FdTransport(ctx.notifyFd as number, options)
     case 'koffi':
       return new (await import('./transports/koffi.js')).KoffiTransport({ address: ctx.address as UnixAddress }, options)
     case 'unix-dgram':
@@ -65,11 +65,17 @@ export async function createTransport(name: TransportName, ctx: SelectionContext
   }
 }
 
-/** Finds an executable on PATH without spawning anything. */
+/**
+ * Finds an executable on PATH without spawning anything. Only absolute PATH entries count: a relative one
+ * (or an empty one, which shells read as ".") would run whatever systemd-notify the working directory holds.
+ */
 export function findExecutable(command: string, path = process.env.PATH ?? ''): string | undefined {
   // getBuiltinModule: an ESM import of node:fs would add milliseconds to every import of this package.
   const { accessSync, constants } = process.getBuiltinModule('node:fs')
-  const candidates = command.includes('/') ? [command] : path.split(':').filter(Boolean).map((dir) => `${dir.replace(/\/+$/, '')}/${command}`)
+  const directories = path.split(':').filter((dir) => dir.startsWith('/'))
+  const candidates = command.includes('/')
+    ? [command]
+    : directories.map((dir) => `${dir.replace(/\/+$/, '')}/${command}`)
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK)

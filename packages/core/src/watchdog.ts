@@ -1,8 +1,9 @@
-// sd_watchdog_enabled(3) and a health-gated pinger: pings at half the timeout on an unref'd timer,
-// re-armed after each tick (so ticks never pile up), and stops pinging while the process is unhealthy,
-// so that systemd restarts it (Result=watchdog).
-import type { IntervalHistogram } from 'node:perf_hooks'
-import { invalidOption } from './errors.js'
+// sd_watchdog_enabled(3) and a health-gated pinger. Ticks run on a fixed-rate schedule (due at
+// start + k × pingIntervalMs, however long a check or a send took; never two at once) on unref'd timers,
+// and each pings only while the process is healthy, so that systemd restarts it (Result=watchdog) when it
+// is not. Event-loop delay is measured as the lateness of a low-frequency sentinel timer: an idle process
+// wakes about once a second for it, where perf_hooks' monitorEventLoopDelay woke it 50 times a second.
+import { invalidOption, SdNotifyError } from './errors.js'
 import type { SystemdVariables } from './environment.js'
 
 export interface WatchdogSettings {
@@ -30,13 +31,16 @@ export interface WatchdogOptions {
   /** How often to ping, in ms. Default: half the watchdog timeout. */
   pingIntervalMs?: number
   /**
-   * Unhealthy when the event loop was delayed longer than this since the last tick (perf_hooks'
-   * monitorEventLoopDelay). Default: half the watchdog timeout. `false` disables the check.
+   * Unhealthy when the event loop was blocked longer than this (measured as the lateness of a timer that
+   * runs every min(this / 4, 1000) ms). Default: half the watchdog timeout. `false` disables the check.
    */
   maxEventLoopDelayMs?: number | false
   /** Your own check. Unhealthy when it throws, rejects, resolves `false` or takes too long. */
   healthCheck?: () => unknown
-  /** How long healthCheck may take, in ms. Default: half the ping interval. */
+  /**
+   * How long healthCheck may take, in ms. Default: half the ping interval, or half of what the timeout
+   * leaves after it, whichever is shorter. pingIntervalMs + healthCheckTimeoutMs must be below the timeout.
+   */
   healthCheckTimeoutMs?: number
   /** Called once each time the process turns unhealthy, with the reason. */
   onUnhealthy?: (reason: string) => void
@@ -52,6 +56,17 @@ export interface WatchdogHost {
   onError(error: unknown): void
 }
 
+/** The sentinel timer's period is a quarter of the delay threshold, and at most this. */
+const SENTINEL_MAX_MS = 1000
+
+type Settled = Required<Omit<WatchdogOptions, 'healthCheck' | 'onUnhealthy'>> &
+  Pick<WatchdogOptions, 'healthCheck' | 'onUnhealthy'> & {
+    /** After an unhealthy tick (or a failed ping), the next check comes this soon. */
+    recheckMs: number
+    /** The sentinel's period, or 0 when the event loop is not watched. */
+    sentinelMs: number
+  }
+
 export class Watchdog {
   /** systemd expects pings (WatchdogSec= set, and WATCHDOG_PID is us). */
   readonly enabled: boolean
@@ -59,18 +74,27 @@ export class Watchdog {
   readonly intervalMs: number | undefined
   readonly reason: string
   private readonly host: WatchdogHost
-  private timer: NodeJS.Timeout | undefined
-  private histogram: IntervalHistogram | undefined
-  private options: Required<Omit<WatchdogOptions, 'healthCheck' | 'onUnhealthy'>> & Pick<WatchdogOptions, 'healthCheck' | 'onUnhealthy'> = {
+  private options: Settled = {
     pingIntervalMs: 0,
     maxEventLoopDelayMs: false,
     healthCheckTimeoutMs: 0,
     reportStatus: true,
+    recheckMs: 0,
+    sentinelMs: 0,
   }
   private generation = 0
+  private active = false
   private unhealthy: string | undefined
-  /** When the pending tick should run: how late it runs is itself a measure of event-loop delay. */
-  private dueAt = 0
+  /** The next tick's timer; undefined while a tick runs. */
+  private timer: NodeJS.Timeout | undefined
+  private ticking = false
+  /** Ticks are due at anchor + k × pingIntervalMs; `index` is the last k that ran. */
+  private anchor = 0
+  private index = 0
+  private sentinel: NodeJS.Timeout | undefined
+  private sentinelDue = 0
+  /** The worst event-loop delay seen since the last check, in ms. */
+  private worstDelayMs = 0
 
   constructor(settings: WatchdogSettings, host: WatchdogHost) {
     this.enabled = settings.enabled
@@ -80,7 +104,7 @@ export class Watchdog {
   }
 
   get running(): boolean {
-    return this.timer !== undefined
+    return this.active
   }
 
   /** Why the process is currently considered unhealthy, or undefined. */
@@ -93,43 +117,65 @@ export class Watchdog {
    * restarts with the new options. Throws SdNotifyError for invalid options.
    */
   start(options: WatchdogOptions = {}): boolean {
-    const timeout = this.intervalMs ?? 1000
-    const pingIntervalMs = options.pingIntervalMs ?? Math.max(1, Math.floor(timeout / 2))
+    const timeout = this.intervalMs
+    const pingIntervalMs = options.pingIntervalMs ?? Math.max(1, Math.floor((timeout ?? 1000) / 2))
     positive('watchdog.pingIntervalMs', pingIntervalMs)
-    if (this.intervalMs !== undefined && pingIntervalMs >= this.intervalMs) {
-      throw invalidOption('watchdog.pingIntervalMs', `must be shorter than the watchdog timeout (${this.intervalMs} ms)`)
+    if (timeout !== undefined && pingIntervalMs >= timeout) {
+      throw invalidOption('watchdog.pingIntervalMs', `must be shorter than the watchdog timeout (${timeout} ms)`)
     }
-    const maxEventLoopDelayMs = options.maxEventLoopDelayMs ?? Math.max(1, Math.floor(timeout / 2))
+    const maxEventLoopDelayMs = options.maxEventLoopDelayMs ?? Math.max(1, Math.floor((timeout ?? 1000) / 2))
     if (maxEventLoopDelayMs !== false) positive('watchdog.maxEventLoopDelayMs', maxEventLoopDelayMs)
-    const healthCheckTimeoutMs = options.healthCheckTimeoutMs ?? Math.max(1, Math.floor(pingIntervalMs / 2))
+    // What the timeout leaves after one interval: a check must fit in it, and so must a re-check.
+    const room = timeout === undefined ? pingIntervalMs : timeout - pingIntervalMs
+    const healthCheckTimeoutMs =
+      options.healthCheckTimeoutMs ?? Math.max(1, Math.floor(Math.min(pingIntervalMs, room) / 2))
     positive('watchdog.healthCheckTimeoutMs', healthCheckTimeoutMs)
-    if (options.healthCheck !== undefined && typeof options.healthCheck !== 'function') throw invalidOption('watchdog.healthCheck', 'must be a function')
-    if (options.onUnhealthy !== undefined && typeof options.onUnhealthy !== 'function') throw invalidOption('watchdog.onUnhealthy', 'must be a function')
+    if (timeout !== undefined && pingIntervalMs + healthCheckTimeoutMs >= timeout) {
+      // A tick pings once its check passed: two pings can be pingIntervalMs + healthCheckTimeoutMs apart.
+      const rule = `must be below the watchdog timeout (${timeout} ms), or a healthy process can miss it`
+      // Name the option the caller set (the default check timeout always fits, unless the timeout is a few ms).
+      const field = `watchdog.${options.healthCheckTimeoutMs === undefined ? 'pingIntervalMs' : 'healthCheckTimeoutMs'}`
+      const sum = `watchdog.pingIntervalMs + watchdog.healthCheckTimeoutMs ${rule}`
+      const got = `(got ${pingIntervalMs} + ${healthCheckTimeoutMs} ms)`
+      throw new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', `sdnotify: option ${sum} ${got}`, { field, rule: sum })
+    }
+    for (const name of ['healthCheck', 'onUnhealthy'] as const) {
+      if (options[name] !== undefined && typeof options[name] !== 'function') {
+        throw invalidOption(`watchdog.${name}`, 'must be a function')
+      }
+    }
     if (!this.enabled) return false
     this.stop()
     this.unhealthy = undefined // a restart judges health afresh
-    this.options = { ...options, pingIntervalMs, maxEventLoopDelayMs, healthCheckTimeoutMs, reportStatus: options.reportStatus ?? true }
-    const generation = ++this.generation
-    if (maxEventLoopDelayMs !== false) {
-      // perf_hooks is loaded here, not at import: it costs milliseconds that a process without a watchdog
-      // should not pay. Until it is ready (the first tick) the delay is simply not checked.
-      void import('node:perf_hooks').then(({ monitorEventLoopDelay }) => {
-        if (generation !== this.generation) return
-        this.histogram = monitorEventLoopDelay({ resolution: Math.min(20, Math.max(1, Math.floor(maxEventLoopDelayMs / 4))) })
-        this.histogram.enable()
-      })
+    // Re-check a quarter interval after a failure, sooner when the timeout leaves less room: one transient
+    // failure then costs no deadline.
+    const recheckMs = Math.max(1, Math.floor(Math.min(pingIntervalMs / 4, (room - healthCheckTimeoutMs) / 2)))
+    const sentinelMs =
+      maxEventLoopDelayMs === false ? 0 : Math.max(1, Math.floor(Math.min(maxEventLoopDelayMs / 4, SENTINEL_MAX_MS)))
+    const reportStatus = options.reportStatus ?? true
+    this.options = {
+      ...options,
+      ...{ pingIntervalMs, maxEventLoopDelayMs, healthCheckTimeoutMs, reportStatus, recheckMs, sentinelMs },
     }
-    this.schedule(generation, 0)
+    const generation = ++this.generation
+    this.active = true
+    this.ticking = false
+    this.worstDelayMs = 0
+    this.anchor = performance.now()
+    this.index = 0
+    if (sentinelMs > 0) this.armSentinel(generation)
+    this.arm(generation, this.anchor, 0)
     return true
   }
 
   /** Stops pinging (systemd will then restart the service after the timeout unless it stops too). */
   stop(): void {
     this.generation++
-    if (this.timer) clearTimeout(this.timer)
+    this.active = false
+    clearTimeout(this.timer)
     this.timer = undefined
-    this.histogram?.disable()
-    this.histogram = undefined
+    clearTimeout(this.sentinel)
+    this.sentinel = undefined
   }
 
   /** WATCHDOG=1 now, whatever the health. */
@@ -142,16 +188,22 @@ export class Watchdog {
     return this.host.sendPing('trigger')
   }
 
-  private schedule(generation: number, delay: number): void {
-    this.dueAt = performance.now() + delay
-    this.timer = setTimeout(() => void this.tick(generation), delay)
+  /** Arms the next tick: `index` is its place on the fixed-rate schedule, undefined for a re-check. */
+  private arm(generation: number, dueAt: number, index: number | undefined): void {
+    clearTimeout(this.timer)
+    this.timer = setTimeout(() => void this.tick(generation, dueAt, index), Math.max(0, dueAt - performance.now()))
     this.timer.unref() // never keep the host process alive
   }
 
-  private async tick(generation: number): Promise<void> {
-    const lateMs = performance.now() - this.dueAt
+  private async tick(generation: number, dueAt: number, index: number | undefined): Promise<void> {
+    clearTimeout(this.timer) // an early check replaces the armed tick
+    this.timer = undefined
+    this.ticking = true
+    if (index !== undefined) this.index = index
+    const startedAt = performance.now()
+    let soon = true
     try {
-      const reason = await this.check(lateMs)
+      const reason = await this.check(generation, Math.max(0, startedAt - dueAt))
       if (generation !== this.generation) return
       if (reason !== undefined) {
         if (this.unhealthy === undefined) {
@@ -159,7 +211,7 @@ export class Watchdog {
           try {
             this.options.onUnhealthy?.(reason)
           } catch (error) {
-            this.host.onError(error)
+            this.report(error)
           }
           if (this.options.reportStatus) await this.host.reportUnhealthy(reason)
         }
@@ -170,18 +222,90 @@ export class Watchdog {
         if (this.options.reportStatus) await this.host.reportHealthy()
       }
       await this.host.sendPing(true)
+      soon = false
     } catch (error) {
-      this.host.onError(error)
+      this.report(error) // a failed ping is retried as soon as a failed check
     } finally {
-      if (generation === this.generation) this.schedule(generation, this.options.pingIntervalMs)
+      if (generation === this.generation) {
+        this.ticking = false
+        this.next(generation, startedAt, soon)
+      }
     }
   }
 
-  private async check(lateMs: number): Promise<string | undefined> {
+  private next(generation: number, startedAt: number, soon: boolean): void {
+    const now = performance.now()
+    const { pingIntervalMs, recheckMs } = this.options
+    if (soon) {
+      this.arm(generation, Math.max(now, startedAt + recheckMs), undefined)
+      return
+    }
+    // Fixed rate: the first due time after now, never one that already ran.
+    const slot = (time: number) => Math.floor((time - this.anchor) / pingIntervalMs)
+    const index = Math.max(this.index + 1, slot(now) + 1)
+    // Due times that came while this tick ran were merged into it (not those missed before it started:
+    // a blocked event loop is reported as such).
+    const skipped = index - Math.max(this.index + 1, slot(startedAt) + 1)
+    if (skipped > 0) {
+      const took = Math.round(now - startedAt)
+      this.report(
+        new SdNotifyError(
+          'ERR_SDNOTIFY_TIMEOUT',
+          `sdnotify: watchdog: a health check and ping took ${took} ms, ` +
+            `longer than pingIntervalMs (${pingIntervalMs} ms): ` +
+            `${skipped} tick${skipped === 1 ? ' was' : 's were'} skipped`,
+        ),
+      )
+    }
+    this.arm(generation, this.anchor + index * pingIntervalMs, index)
+  }
+
+  /** Errors go to the host's onError; one that throws there must not break the schedule either. */
+  private report(error: unknown): void {
+    try {
+      this.host.onError(error)
+    } catch {
+      // nowhere left to report it
+    }
+  }
+
+  private armSentinel(generation: number): void {
+    const { sentinelMs } = this.options
+    this.sentinelDue = performance.now() + sentinelMs
+    this.sentinel = setTimeout(() => this.onSentinel(generation), sentinelMs)
+    this.sentinel.unref()
+  }
+
+  private onSentinel(generation: number): void {
+    if (generation !== this.generation) return
+    this.sampleLoopDelay(generation, true)
+    const { maxEventLoopDelayMs } = this.options
+    if (maxEventLoopDelayMs !== false && this.worstDelayMs > maxEventLoopDelayMs && !this.ticking) {
+      // Report a stall when it ends, not at the next tick: check now, off the schedule.
+      void this.tick(generation, performance.now(), undefined)
+    }
+  }
+
+  /**
+   * A stall of D ms makes the sentinel at least D − sentinelMs late: record that, once. Called when the
+   * sentinel fired, and by each check, which takes an overdue sentinel's lateness itself (its callback has
+   * not run yet because the event loop was blocked) so that the next check does not count it again.
+   */
+  private sampleLoopDelay(generation: number, fired: boolean): void {
+    if (this.sentinel === undefined) return
+    const now = performance.now()
+    if (!fired && now < this.sentinelDue) return
+    this.worstDelayMs = Math.max(this.worstDelayMs, now - this.sentinelDue)
+    clearTimeout(this.sentinel)
+    this.armSentinel(generation)
+  }
+
+  private async check(generation: number, lateMs: number): Promise<string | undefined> {
     if (this.options.maxEventLoopDelayMs !== false) {
-      // The worst delay seen by perf_hooks since the last tick, or how late this tick itself ran.
-      const delayMs = Math.max(lateMs, (this.histogram?.max ?? 0) / 1e6)
-      this.histogram?.reset()
+      // The worst delay the sentinel saw since the last check, or how late this tick itself ran.
+      this.sampleLoopDelay(generation, false)
+      const delayMs = Math.max(lateMs, this.worstDelayMs)
+      this.worstDelayMs = 0
       if (delayMs > this.options.maxEventLoopDelayMs) {
         return `event loop delay ${Math.round(delayMs)} ms > ${this.options.maxEventLoopDelayMs} ms`
       }

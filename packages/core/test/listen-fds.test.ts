@@ -1,5 +1,7 @@
+import { closeSync, fstatSync, openSync, statfsSync } from 'node:fs'
 import t from 'tap'
 import { inheritedFds, listenFds, notifyFd } from '../src/listen-fds.js'
+import { F_GETFD, F_SETFD, FD_CLOEXEC, loadedLibc, loadLibc } from '../src/transports/libc.js'
 import { watchdogSettings } from '../src/watchdog.js'
 
 const pid = 4321
@@ -64,4 +66,65 @@ t.test('sd_watchdog_enabled', async (t) => {
   t.match(watchdogSettings({}, pid), { enabled: false, reason: /not set/ })
   t.match(watchdogSettings({ WATCHDOG_USEC: '0' }, pid), { enabled: false, reason: /not a positive/ })
   t.match(watchdogSettings({ WATCHDOG_USEC: 'soon' }, pid), { enabled: false, reason: /not a positive/ })
+})
+
+t.test('like sd_listen_fds(3): no LISTEN_PID, no descriptors (they may be a parent process\'s)', async (t) => {
+  t.same(inheritedFds({ LISTEN_FDS: '2' }, pid), [])
+  t.same(listenFds({ env: { LISTEN_FDS: '1', LISTEN_FDNAMES: 'http' }, pid }), [])
+  t.equal(notifyFd({ LISTEN_FDS: '1', LISTEN_FDNAMES: 'notify' }, pid), undefined)
+})
+
+t.test('an absurd LISTEN_FDS is refused, not allocated', async (t) => {
+  for (const count of ['4294967296', '99999999']) {
+    const env = { LISTEN_FDS: count, LISTEN_PID: String(pid) }
+    t.throws(() => inheritedFds(env, pid), { name: 'SdNotifyError', field: 'LISTEN_FDS' })
+  }
+})
+
+/** This process's pidfd inode id (pidfs, Linux ≥ 6.9), read here independently of the code under test. */
+async function ownPidfdId(): Promise<bigint | undefined> {
+  const koffi = (await import('koffi')).default
+  const pidfdOpen = koffi.load('libc.so.6').func('int pidfd_open(int, unsigned int)')
+  const fd = pidfdOpen(process.pid, 0) as number
+  if (fd < 0) return undefined
+  try {
+    return statfsSync(`/proc/self/fd/${fd}`).type === 0x50494446 ? fstatSync(fd, { bigint: true }).ino : undefined
+  } finally {
+    closeSync(fd)
+  }
+}
+
+t.test('LISTEN_PIDFDID (systemd ≥ 258): checked against our pidfd inode id once koffi is loaded', async (t) => {
+  const me = process.pid
+  const env = (id: string) => ({ LISTEN_FDS: '1', LISTEN_PID: String(me), LISTEN_PIDFDID: id, LISTEN_FDNAMES: 'http' })
+  const malformed = { name: 'SdNotifyError', field: 'LISTEN_PIDFDID' }
+  t.throws(() => inheritedFds(env('x'), me), malformed)
+  t.throws(() => inheritedFds(env('18446744073709551616'), me), malformed, 'more than 64 bits')
+  t.equal(loadedLibc(), undefined, 'nothing in this file loaded koffi yet')
+  const notCheckable = 'not checkable without koffi: accepted, like libsystemd'
+  t.same(inheritedFds(env('1'), me), [{ fd: 3, name: 'http' }], notCheckable)
+  await loadLibc()
+  const own = await ownPidfdId()
+  if (own === undefined) {
+    t.comment('not checked here: pidfd inode ids need pidfs (Linux ≥ 6.9) and pidfd_open in libc')
+    return
+  }
+  t.same(inheritedFds(env(String(own)), me), [{ fd: 3, name: 'http' }], 'our own id: ours')
+  t.same(inheritedFds(env(String(own + 1n)), me), [], 'another process with our pid (e.g. in another pid namespace)')
+  t.same(inheritedFds(env(String(own + 1n)), 4321), [], 'LISTEN_PID decides first')
+})
+
+t.test('descriptors passed to this process are marked close-on-exec (FD_CLOEXEC) once koffi is loaded', async (t) => {
+  const libc = await loadLibc()
+  const fd = openSync('/dev/null', 'r')
+  t.teardown(() => closeSync(fd))
+  t.equal(libc.fcntl(fd, F_SETFD, 0), 0, 'made inheritable, as systemd passes them')
+  // LISTEN_FDS numbers descriptors from 3: name ours "http".
+  const names = [...Array.from({ length: fd - 3 }, () => 'other'), 'http']
+  const env = { LISTEN_FDS: String(names.length), LISTEN_PID: String(process.pid), LISTEN_FDNAMES: names.join(':') }
+  t.same(listenFds({ env, name: 'http' }), [{ fd, name: 'http' }])
+  t.equal(libc.fcntl(fd, F_GETFD, 0) & FD_CLOEXEC, FD_CLOEXEC, 'children will not inherit it')
+  libc.fcntl(fd, F_SETFD, 0)
+  listenFds({ env: { ...env, LISTEN_PID: '1' } })
+  t.equal(libc.fcntl(fd, F_GETFD, 0) & FD_CLOEXEC, 0, "another process's descriptors are left alone")
 })

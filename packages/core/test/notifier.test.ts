@@ -5,7 +5,6 @@ import { createNotifier, SdNotifyError } from '../src/index.js'
 import { fakeManager } from '@sdnotify/systemd-harness'
 
 const dist = fileURLToPath(new URL('../dist/esm/index.js', import.meta.url))
-const distCjs = fileURLToPath(new URL('../dist/cjs/index.js', import.meta.url))
 
 t.test('not under systemd: every call is a no-op resolving false, and no native module is loaded', async (t) => {
   // A separate process, so that nothing this test file loaded can hide a load.
@@ -30,8 +29,8 @@ t.test('not under systemd: every call is a no-op resolving false, and no native 
   t.same(out.fds, [])
 })
 
-t.test('CommonJS consumers can require the package', async (t) => {
-  const out = execFileSync(process.execPath, ['-e', `const sd = require(${JSON.stringify(distCjs)}); console.log(typeof sd.createNotifier, typeof sd.listenFds, typeof sd.SdNotifyError)`], {
+t.test('CommonJS consumers can require the package (require(esm): the same module as import)', async (t) => {
+  const out = execFileSync(process.execPath, ['-e', `const sd = require(${JSON.stringify(dist)}); console.log(typeof sd.createNotifier, typeof sd.listenFds, typeof sd.SdNotifyError)`], {
     encoding: 'utf8',
   })
   t.equal(out.trim(), 'function function function')

@@ -86,7 +86,7 @@ t.test('other rules', async (t) => {
   rejects(t, { fdName: '' }, 'FDNAME', /1 to 255/)
   rejects(t, { fdStoreRemove: true }, 'FDSTOREREMOVE', /FDNAME/)
   rejects(t, { fdPoll: false }, 'FDPOLL', /FDSTORE=1/)
-  rejects(t, { ready: true, extra: { READY: 1 } }, 'READY', /twice/)
+  rejects(t, { ready: true, extra: { READY: 1 } }, 'READY', /reserved.*typed field ready/)
   rejects(t, { redy: true }, 'redy', /not a notification field/)
   rejects(t, {}, 'notification', /empty/)
   rejects(t, { ready: false }, 'notification', /empty/)
@@ -106,4 +106,27 @@ t.test('MONOTONIC_USEC comes from CLOCK_MONOTONIC (process.hrtime)', async (t) =
   const after = process.hrtime.bigint() / 1000n
   const value = BigInt((line as string).split('=')[1] as string)
   t.ok(value >= before && value <= after)
+})
+
+t.test('extra cannot smuggle a field sd_notify(3) defines', async (t) => {
+  // Each reserved key names the typed field to use instead.
+  const typed: Record<string, string> = {
+    READY: 'ready', RELOADING: 'reloading', STOPPING: 'stopping', MONOTONIC_USEC: 'monotonicUsec', STATUS: 'status',
+    NOTIFYACCESS: 'notifyAccess', ERRNO: 'errno', BUSERROR: 'busError', EXIT_STATUS: 'exitStatus', MAINPID: 'mainPid',
+    WATCHDOG: 'watchdog', WATCHDOG_USEC: 'watchdogUsec', EXTEND_TIMEOUT_USEC: 'extendTimeoutUsec', FDSTORE: 'fdStore',
+    FDSTOREREMOVE: 'fdStoreRemove', FDNAME: 'fdName', FDPOLL: 'fdPoll', BARRIER: 'barrier',
+  }
+  for (const [key, field] of Object.entries(typed)) {
+    const rule = new RegExp(`reserved by sd_notify\\(3\\).*use the typed field ${field}`)
+    rejects(t, { status: 'x', extra: { [key]: 1 } }, key, rule)
+    rejects(t, { extra: { [key]: 'true' } }, key, /reserved/)
+  }
+  // Fields without a typed field here: refused too, saying that they are not supported.
+  for (const key of ['VARLINKERROR', 'MAINPIDFD', 'MAINPIDFDID', 'RESTART_RESET']) {
+    rejects(t, { status: 'x', extra: { [key]: '1' } }, key, /reserved by sd_notify\(3\).*not supported/)
+  }
+  const smuggled = { code: 'ERR_SDNOTIFY_INVALID_FIELD', field: 'MAINPID' }
+  t.throws(() => encodeNotification({ status: 'x', extra: { MAINPID: 1 } }), smuggled)
+  const custom = toAssignments({ status: 'x', extra: { X_MAINPID: 1, READY_X: 'y', MY_STATUS: 'z' } })
+  t.same(custom, ['STATUS=x', 'X_MAINPID=1', 'READY_X=y', 'MY_STATUS=z'], 'custom keys (X_ or not) are accepted')
 })

@@ -1,11 +1,71 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { mock } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { createNotifier } from '../src/index.js'
+import { createNotifier, SdNotifyError } from '../src/index.js'
+import { Watchdog, watchdogSettings, type WatchdogHost } from '../src/watchdog.js'
 import { fakeManager } from '@sdnotify/systemd-harness'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const pings = (texts: string[]) => texts.filter((text) => text === 'WATCHDOG=1').length
+const dist = fileURLToPath(new URL('../dist/esm/index.js', import.meta.url))
+
+/**
+ * A fake clock for the schedule: node:test's MockTimers drive setTimeout, clearTimeout and Date, and
+ * performance.now (the watchdog's clock) follows Date. `advance` moves 1 ms at a time and lets the
+ * promises of each step settle (setImmediate is left real for that).
+ */
+function fakeClock(t: { teardown(fn: () => void): void }) {
+  mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 })
+  performance.now = () => Date.now()
+  t.teardown(() => {
+    mock.timers.reset()
+    delete (performance as { now?: unknown }).now
+  })
+  return {
+    async advance(ms: number) {
+      for (let i = 0; i < ms; i++) {
+        mock.timers.tick(1)
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    },
+  }
+}
+
+/** A watchdog on a host that records what it was asked to send, and when (fake-clock ms). */
+function recordingWatchdog(timeoutMs: number, pingMs: (call: number) => number = () => 0) {
+  const pingTimes: number[] = []
+  const log: string[] = []
+  const errors: unknown[] = []
+  let inFlight = 0
+  let maxInFlight = 0
+  const host: WatchdogHost = {
+    async sendPing() {
+      pingTimes.push(Date.now())
+      log.push(`${Date.now()} ping`)
+      maxInFlight = Math.max(maxInFlight, ++inFlight)
+      const ms = pingMs(pingTimes.length)
+      if (ms > 0) await new Promise((resolve) => setTimeout(resolve, ms))
+      inFlight--
+      return true
+    },
+    async reportUnhealthy(reason) {
+      log.push(`${Date.now()} unhealthy: ${reason}`)
+    },
+    async reportHealthy() {
+      log.push(`${Date.now()} healthy`)
+    },
+    onError(error) {
+      errors.push(error)
+      log.push(`${Date.now()} error: ${(error as Error).message}`)
+    },
+  }
+  const watchdog = new Watchdog(watchdogSettings({ WATCHDOG_USEC: String(timeoutMs * 1000) }), host)
+  return { watchdog, pingTimes, log, errors, maxInFlight: () => maxInFlight }
+}
+const gaps = (times: number[]) => times.slice(1).map((time, i) => time - (times[i] as number))
 
 t.test('pings at half the timeout while healthy', async (t) => {
   const fake = fakeManager()
@@ -98,7 +158,6 @@ t.test('trigger() and ping()', async (t) => {
 })
 
 t.test('a running watchdog never keeps the process alive', async (t) => {
-  const dist = fileURLToPath(new URL('../dist/esm/index.js', import.meta.url))
   const fake = fakeManager()
   t.teardown(() => fake.close())
   const script = `import { createNotifier } from ${JSON.stringify(dist)}
@@ -111,4 +170,146 @@ t.test('a running watchdog never keeps the process alive', async (t) => {
   })
   t.equal(out.trim(), 'started')
   t.ok(Date.now() - started < 15_000, 'the process exited on its own')
+})
+
+t.test('ticks run at a fixed rate, however long the health check takes', async (t) => {
+  const clock = fakeClock(t)
+  const { watchdog, pingTimes } = recordingWatchdog(1000)
+  // Each check takes 80 ms (the default limit here is 100 ms): pings still go every 200 ms, not every 280.
+  const healthCheck = () => new Promise((resolve) => setTimeout(() => resolve(true), 80))
+  watchdog.start({ pingIntervalMs: 200, maxEventLoopDelayMs: false, healthCheck })
+  await clock.advance(1000)
+  watchdog.stop()
+  // The first tick is due at once: a 0 ms timer fires after 1 ms, as in Node.
+  t.same(pingTimes, [81, 280, 480, 680, 880], 'due at start + k × 200 ms, each after its 80 ms check')
+})
+
+t.test('after an unhealthy tick the check comes back sooner: one transient failure costs no deadline', async (t) => {
+  const clock = fakeClock(t)
+  // Defaults for WatchdogSec=1s: ping every 500 ms, checks may take 250 ms, re-check 125 ms after a failure.
+  const { watchdog, pingTimes, log } = recordingWatchdog(1000)
+  let calls = 0
+  watchdog.start({ maxEventLoopDelayMs: false, healthCheck: () => ++calls !== 2 })
+  await clock.advance(2600)
+  watchdog.stop()
+  t.same(pingTimes, [1, 625, 1000, 1500, 2000, 2500], 'the failed tick at 500 ms is re-checked at 625 ms')
+  t.ok(Math.max(...gaps(pingTimes)) < 1000, `pings less than the timeout apart (gaps ${gaps(pingTimes).join(', ')})`)
+  const episode = ['500 unhealthy: health check returned false', '625 healthy', '625 ping']
+  t.same(log.slice(1, 4), episode, 'reported, then restored')
+})
+
+t.test('a tick still running when the next is due: that one is skipped, not run alongside, and reported', async (t) => {
+  const clock = fakeClock(t)
+  // The first ping takes 450 ms (a send queue stuck behind a full socket): the ticks due at 200 and 400
+  // are merged into it, the next one runs at 600 as scheduled.
+  const { watchdog, pingTimes, errors, maxInFlight } = recordingWatchdog(1000, (call) => (call === 1 ? 450 : 0))
+  watchdog.start({ pingIntervalMs: 200, maxEventLoopDelayMs: false })
+  await clock.advance(1100)
+  watchdog.stop()
+  t.same(pingTimes, [1, 600, 800, 1000])
+  t.equal(maxInFlight(), 1, 'never two ticks at once')
+  t.equal(errors.length, 1)
+  t.ok(errors[0] instanceof SdNotifyError)
+  const skipped = /took 450 ms, longer than pingIntervalMs \(200 ms\): 2 ticks were skipped/
+  t.match((errors[0] as SdNotifyError).message, skipped)
+})
+
+t.test('a health check that throws synchronously is unhealthy; a throwing onUnhealthy breaks nothing', async (t) => {
+  const clock = fakeClock(t)
+  const { watchdog, pingTimes, log, errors } = recordingWatchdog(1000)
+  let calls = 0
+  const healthCheck = () => {
+    if (++calls === 2) throw new Error('boom')
+    return true
+  }
+  const onUnhealthy = () => {
+    throw new Error('a bug in onUnhealthy')
+  }
+  watchdog.start({ maxEventLoopDelayMs: false, healthCheck, onUnhealthy })
+  await clock.advance(1600)
+  watchdog.stop()
+  t.ok(log.includes('500 unhealthy: health check failed: boom'))
+  t.same(
+    errors.map((error) => (error as Error).message),
+    ['a bug in onUnhealthy'],
+    'the callback error goes to onError',
+  )
+  t.same(pingTimes, [1, 625, 1000, 1500], 'and the schedule goes on')
+})
+
+t.test('pingIntervalMs + healthCheckTimeoutMs must be below the watchdog timeout', async (t) => {
+  const { watchdog } = recordingWatchdog(30_000)
+  const sum = 'watchdog.pingIntervalMs + watchdog.healthCheckTimeoutMs'
+  const message = `sdnotify: option ${sum} must be below the watchdog timeout (30000 ms)`
+  t.throws(() => watchdog.start({ pingIntervalMs: 20_000, healthCheckTimeoutMs: 10_000 }), {
+    code: 'ERR_SDNOTIFY_INVALID_OPTION',
+    field: 'watchdog.healthCheckTimeoutMs',
+    message, // t.throws matches a string as a substring
+  })
+  t.equal(watchdog.running, false)
+  // An interval alone still only has to be below the timeout: the default check timeout fits what is left.
+  t.equal(watchdog.start({ pingIntervalMs: 24_000 }), true)
+  watchdog.stop()
+  const tooLong = { field: 'watchdog.pingIntervalMs', message: /shorter than the watchdog timeout/ }
+  t.throws(() => watchdog.start({ pingIntervalMs: 30_000 }), tooLong)
+})
+
+/** Voluntary context switches of a process's main thread: how often it went to sleep, so how often it woke. */
+const wakeups = (pid: number) =>
+  Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))?.[1])
+
+t.test('an idle process with the default watchdog wakes at most a few times a second', async (t) => {
+  const fake = fakeManager()
+  t.teardown(() => fake.close())
+  const script = `import { createNotifier } from ${JSON.stringify(dist)}
+    const n = createNotifier(); n.watchdog.start(); await n.ready()
+    setInterval(() => {}, 2 ** 31 - 1) // stays alive without waking
+    console.log('started')`
+  // env -u NODE_OPTIONS: without tap's hooks in the child.
+  const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, '--input-type=module', '-e', script], {
+    env: { ...process.env, NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '30000000' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  t.teardown(() => child.kill())
+  const [line] = (await once(child.stdout, 'data')) as [Buffer]
+  t.equal(line.toString().trim(), 'started')
+  await sleep(500) // start-up settles
+  const before = wakeups(child.pid as number)
+  await sleep(3000)
+  const woke = wakeups(child.pid as number) - before
+  // monitorEventLoopDelay at 20 ms woke it ~150 times in 3 s; the sentinel timer wakes it about once a second.
+  t.ok(woke <= 15, `${woke} wake-ups in 3 s (at most 15)`)
+  const texts = fake.messages.map((m) => m.text)
+  t.ok(texts.includes('READY=1') && texts.includes('WATCHDOG=1'), 'it did start the watchdog and ping')
+})
+
+t.test('a 3 s stall with a 2 s threshold is reported when it ends, and the status comes back', async (t) => {
+  const fake = fakeManager()
+  t.teardown(() => fake.close())
+  const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '30000000' } })
+  t.teardown(() => n.close())
+  await n.status('Serving')
+  const reasons: string[] = []
+  n.watchdog.start({ maxEventLoopDelayMs: 2000, onUnhealthy: (reason) => reasons.push(reason) })
+  await sleep(100)
+  const end = Date.now() + 3000
+  while (Date.now() < end) {
+    /* stall */
+  }
+  // The next tick is 15 s away: the report comes from the sentinel, at once.
+  await sleep(1000)
+  t.equal(reasons.length, 1)
+  const delay = Number(/^event loop delay (\d+) ms > 2000 ms$/.exec(reasons[0] ?? '')?.[1])
+  // The sentinel runs every 500 ms (a quarter of the threshold): a 3 s stall makes it at least 2.5 s late.
+  t.ok(delay >= 2500, `measured ${delay} ms`)
+  t.ok(fake.messages.some((m) => m.text === `STATUS=Unhealthy, watchdog paused: ${reasons[0]}`), 'in STATUS')
+  const pingsBefore = pings(fake.messages.map((m) => m.text))
+  // The re-check 3.75 s after (a quarter of the interval) finds the loop well again.
+  const deadline = Date.now() + 10_000
+  while (n.watchdog.unhealthyReason !== undefined && Date.now() < deadline) await sleep(50)
+  t.equal(n.watchdog.unhealthyReason, undefined, 'healthy again')
+  await sleep(100)
+  t.ok(pings(fake.messages.map((m) => m.text)) > pingsBefore, 'and pinging')
+  t.equal(fake.messages.filter((m) => m.text === 'STATUS=Serving').length, 2, 'the status was restored')
+  n.watchdog.stop()
 })

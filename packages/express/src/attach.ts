@@ -1,8 +1,19 @@
-// Readiness and graceful shutdown for any node:http / https / http2 server.
+// Readiness, listen errors, reload and graceful shutdown for any node:http / https / http2 server.
 import type { Server as HttpServer } from 'node:http'
 import type { Http2SecureServer, Http2Server } from 'node:http2'
 import type { Server as HttpsServer } from 'node:https'
-import { createNotifier, formatAddress, type Notifier, onShutdownSignal, reportListenError, trackHttpConnections } from '@sdnotify/core'
+import {
+  createNotifier,
+  errorText,
+  formatAddress,
+  type Notifier,
+  onReloadSignal,
+  onShutdownSignal,
+  reportListenError,
+  resolveStatus,
+  runReload,
+  trackHttpConnections,
+} from '@sdnotify/core'
 import { type SdNotifyServerOptions, validateOptions } from './options.js'
 
 export type AnyServer = HttpServer | HttpsServer | Http2Server | Http2SecureServer
@@ -20,12 +31,17 @@ export interface Attachment {
 }
 
 const attachments = new WeakMap<AnyServer, Attachment>()
-/** The report (ERRNO, STATUS) of each server's listen error, for listen() to await before its callback. */
+/** The report (ERRNO, STATUS) of each server's last listen error, for listen() to await before its callback. */
 export const listenErrorReports = new WeakMap<AnyServer, Promise<void>>()
 
 /** The attachment of a server made by listen() or attach(). */
 export function attachmentOf(server: AnyServer): Attachment | undefined {
   return attachments.get(server)
+}
+
+function warn(what: string, error?: unknown): void {
+  const message = error === undefined ? what : `${what}: ${errorText(error)}`
+  process.emitWarning(`@sdnotify/express: ${message}`, { code: 'SDNOTIFY_EXPRESS' })
 }
 
 /** Wires `server` to systemd: READY=1 once it listens, ERRNO on a listen error, a graceful close(). */
@@ -34,44 +50,81 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
   const existing = attachments.get(server)
   if (existing) return existing
   const notifier = options.notifier ?? createNotifier(options.notifierOptions)
-  const warn = (what: string, error: unknown) => process.emitWarning(`@sdnotify/express: ${what}: ${(error as Error)?.message ?? error}`, { code: 'SDNOTIFY_EXPRESS' })
-  const protocol = 'cert' in server || (server as { _sharedCreds?: unknown })._sharedCreds ? 'https' : 'http'
+  // https.Server and http2's secure server are tls.Server underneath.
+  const protocol = typeof (server as { setSecureContext?: unknown }).setSecureContext === 'function' ? 'https' : 'http'
   // Loading the transport now makes READY fast and lets a listen error be sent synchronously.
-  void notifier.prepare().catch((error: unknown) => warn('loading the notify transport', error))
+  void notifier.prepare().catch((error: unknown) => warn('loading the notify transport failed', error))
 
   const connections = trackHttpConnections(server)
   let closing: Promise<void> | undefined
 
   const onReady = async () => {
-    const address = formatAddress(server.address(), protocol)
+    const addresses = [formatAddress(server.address(), protocol)]
+    const status = resolveStatus(options.readyStatus, { addresses }, `Listening on ${addresses.join(', ')}`, (error) =>
+      warn('readyStatus threw (sent the default status instead)', error),
+    )
     try {
-      await notifier.ready(options.readyStatus ? options.readyStatus(address) : `Listening on ${address}`)
+      await notifier.ready(status)
     } catch (error) {
-      warn('READY=1', error)
+      warn('READY=1 failed', error)
     }
     if (options.watchdog !== false && notifier.watchdog.enabled) {
       try {
         notifier.watchdog.start(typeof options.watchdog === 'object' ? options.watchdog : {})
       } catch (error) {
-        warn('starting the watchdog', error)
+        warn('starting the watchdog failed', error)
       }
     }
   }
   if (server.listening) void onReady()
   else server.once('listening', () => void onReady())
 
-  server.on('error', (error: Error) => {
-    if (server.listening) return
-    listenErrorReports.set(server, reportListenError(notifier, error).catch((sendError: unknown) => warn('reporting the listen error', sendError)))
-  })
+  // Runs first (prepended), so systemd hears of a listen error before the app does. It must not make an
+  // error "handled": with no 'error' listener of the app's own, the error is thrown as Node's emit would
+  // throw it (the process dies, as it would without us) — a listen error once its report is out.
+  const onError = (error: Error) => {
+    const handled = server.listeners('error').some((listener) => listener !== onError)
+    if (server.listening || closing) {
+      if (!handled) throw error // e.g. EMFILE on accept: not ours to swallow
+      return
+    }
+    const report = reportListenError(notifier, error).catch((sendError: unknown) =>
+      warn('reporting the listen error failed', sendError),
+    )
+    listenErrorReports.set(server, report)
+    if (!handled) {
+      void report.then(() =>
+        process.nextTick(() => {
+          throw error
+        }),
+      )
+    }
+  }
+  server.prependListener('error', onError)
 
+  const reload = options.onReload
+  const removeReload = reload
+    ? onReloadSignal(notifier, () =>
+        runReload(
+          notifier,
+          () => reload(),
+          (message, error) => warn(message, error),
+        ),
+      )
+    : undefined
   let removeSignals: (() => void) | undefined
 
-  const drain = async (): Promise<void> => {
+  const drain = async (signal: NodeJS.Signals | undefined): Promise<void> => {
     const timeoutMs = options.shutdownTimeoutMs ?? 10_000
     notifier.watchdog.stop()
-    const report = (count: number) =>
-      notifier.stopping(count > 0 ? `Draining ${count} connection${count === 1 ? '' : 's'}` : 'Shutting down').catch((error: unknown) => warn('STOPPING=1', error))
+    removeReload?.()
+    const base = resolveStatus(options.stoppingStatus, { signal }, 'Shutting down', (error) =>
+      warn('stoppingStatus threw (sent the default status instead)', error),
+    )
+    const report = (count: number) => {
+      const status = count > 0 ? `${base}: draining ${count} connection${count === 1 ? '' : 's'}` : base
+      return notifier.stopping(status).catch((error: unknown) => warn('STOPPING=1 failed', error))
+    }
     let last = connections.inFlight
     await report(last)
     const closed = new Promise<void>((resolve) => server.close(() => resolve()))
@@ -87,7 +140,9 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
     } finally {
       clearTimeout(timer)
       removeSignals?.()
-      if (!options.notifier) await notifier.close().catch((error: unknown) => warn('closing the notifier', error))
+      server.removeListener('error', onError)
+      if (!options.notifier)
+        await notifier.close().catch((error: unknown) => warn('closing the notifier failed', error))
     }
   }
 
@@ -97,9 +152,20 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
     get connections() {
       return connections.connections
     },
-    close: () => (closing ??= drain()),
+    close: () => (closing ??= drain(undefined)),
   }
   attachments.set(server, attachment)
-  if (options.handleSignals) removeSignals = onShutdownSignal(options.handleSignals, () => attachment.close(), (message, error) => (error ? warn(message, error) : undefined))
+  if (options.handleSignals) {
+    // Room for the drain (shutdownTimeoutMs) before the exit on timeout, unless timeoutMs says otherwise.
+    const signals = {
+      timeoutMs: (options.shutdownTimeoutMs ?? 10_000) + 5_000,
+      ...(options.handleSignals === true ? {} : options.handleSignals),
+    }
+    removeSignals = onShutdownSignal(
+      signals,
+      (signal) => (closing ??= drain(signal)),
+      (message, error) => (error ? warn(message, error) : undefined),
+    )
+  }
   return attachment
 }

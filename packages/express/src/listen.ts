@@ -9,44 +9,53 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
 export type ListenCallback = (error?: Error) => void
 
+/**
+ * Like `app.listen(…)`: the same arguments (a port, or a string that is not a number: a unix socket path),
+ * or an options object. A listen error goes to the callback once systemd has been told (ERRNO, STATUS);
+ * without a callback it is an unhandled 'error' event, as with app.listen(): the process dies of it.
+ */
 export function listen(app: RequestHandler, options: ListenOptions, callback?: ListenCallback): Server
-export function listen(app: RequestHandler, port?: number | string, host?: string | ListenCallback, backlog?: number | ListenCallback, callback?: ListenCallback): Server
+export function listen(
+  app: RequestHandler,
+  port?: number | string,
+  host?: string | ListenCallback,
+  backlog?: number | ListenCallback,
+  callback?: ListenCallback,
+): Server
 export function listen(app: RequestHandler, ...args: unknown[]): Server {
   const callbackIndex = args.findIndex((arg) => typeof arg === 'function')
   const callback = callbackIndex >= 0 ? (args[callbackIndex] as ListenCallback) : undefined
   const positional = callbackIndex >= 0 ? args.slice(0, callbackIndex) : args
-  const options: ListenOptions =
-    positional[0] !== null && typeof positional[0] === 'object'
-      ? (positional[0] as ListenOptions)
-      : { port: positional[0] === undefined ? 0 : Number(positional[0]), ...(positional[1] === undefined ? {} : { host: positional[1] as string }), ...(positional[2] === undefined ? {} : { backlog: positional[2] as number }) }
+  const first = positional[0]
+  const options: ListenOptions = first !== null && typeof first === 'object' ? (first as ListenOptions) : {}
   validateOptions(options, true)
   const { port, host, backlog, path, socketName, ...serverOptions } = options
 
   const server = createServer(app)
   attach(server, serverOptions)
 
-  // As Express 5: a listen error goes to the callback. Here it comes after systemd has been told (ERRNO,
-  // STATUS), so an app that exits in its callback still leaves the cause in `systemctl status`.
-  let done = false
-  const finish = (error?: Error) => {
-    if (done) return
-    done = true
-    if (callback) {
-      if (error) callback(error)
-      else callback()
-    } else if (error) {
-      server.removeListener('error', onError)
-      server.emit('error', error) // no callback: unhandled, exactly as app.listen() without one
-    }
+  // As app.listen() with a callback (Express 5), a listen error goes to it — here once the report is out,
+  // so an app that exits in its callback still leaves the cause in `systemctl status`. The listener is
+  // removed once listening: a later server error is the app's to handle, or crashes as without us.
+  const onListenError = (error: Error) => {
+    const report = listenErrorReports.get(server) ?? Promise.resolve()
+    // Out of the promise chain: a callback that throws is an uncaught exception, as from app.listen's emit.
+    void report.then(() => process.nextTick(() => callback?.(error)))
   }
-  const onError = (error: Error) => {
-    if (server.listening) return
-    void (listenErrorReports.get(server) ?? Promise.resolve()).then(() => finish(error))
+  if (callback) server.once('error', onListenError)
+  const onListening = () => {
+    server.removeListener('error', onListenError)
+    callback?.()
   }
-  server.on('error', onError)
 
   const [activated] = listenFds(socketName === undefined ? {} : { name: socketName })
-  const target = activated ? { fd: activated.fd } : path !== undefined ? { path, backlog } : { port, host, backlog }
-  server.listen(target, () => finish())
+  if (activated) server.listen({ fd: activated.fd, ...(backlog === undefined ? {} : { backlog }) }, onListening)
+  else if (first !== null && typeof first === 'object') {
+    server.listen(path === undefined ? { port: port ?? 0, host, backlog } : { path, backlog }, onListening)
+  } else {
+    // The positional form goes to server.listen untouched, as app.listen does: Node reads a string that is
+    // not a number as a unix socket path ('/run/app.sock'), and a numeric one as a port.
+    ;(server.listen as (...listenArgs: unknown[]) => Server)(...positional, onListening)
+  }
   return server
 }

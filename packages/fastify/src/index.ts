@@ -1,52 +1,43 @@
-// @sdnotify/fastify: lifecycle wiring only. Protocol, transports and watchdog health live in @sdnotify/core.
+// @sdnotify/fastify: lifecycle wiring only. Protocol, transports, status text, reload and the drain live in
+// @sdnotify/core.
 import {
+  type AdapterOptions,
   createNotifier,
-  errnoNumber,
-  reportListenError,
   formatAddress,
   listenFds,
   type Notifier,
-  type NotifierOptions,
+  onReloadSignal,
   onShutdownSignal,
+  reportListenError,
+  resolveStatus,
+  runReload,
   SdNotifyError,
-  type ShutdownSignalOptions,
-  validateShutdownSignals,
+  trackHttpConnections,
+  validateAdapterOptions,
   type WatchdogOptions,
 } from '@sdnotify/core'
 import type { FastifyInstance, FastifyListenOptions, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
+
+const PACKAGE = '@sdnotify/fastify'
 
 export interface SdNotifyWatchdogOptions extends Omit<WatchdogOptions, 'healthCheck'> {
   /** Unhealthy when it throws, rejects, resolves false or takes longer than healthCheckTimeoutMs. */
   healthCheck?: (fastify: FastifyInstance) => unknown
 }
 
-export interface SdNotifyOptions {
-  /** A notifier to use (e.g. shared with other code); by default one is created from `notifierOptions`. */
-  notifier?: Notifier
-  notifierOptions?: NotifierOptions
+/**
+ * The options every @sdnotify adapter shares (see the table in the README), plus Fastify's own: `readyOn`,
+ * and `healthCheck(fastify)` in the watchdog options. `onReload(fastify)` runs on SIGHUP under systemd.
+ */
+export interface SdNotifyOptions extends Omit<AdapterOptions<[fastify: FastifyInstance]>, 'watchdog'> {
   /**
    * 'listen' (default): READY=1 in onListen, once every address is bound.
    * 'ready': READY=1 in onReady, for apps that never listen (workers, inject-only).
    */
   readyOn?: 'listen' | 'ready'
-  /** The STATUS= sent with READY=1. Default: `Listening on <addresses>` (or `Ready`). */
-  readyStatus?: (addresses: string[]) => string
-  /** The STATUS= sent with STOPPING=1. Default: `Shutting down`. */
-  stoppingStatus?: string
   /** Watchdog when the unit sets WatchdogSec= (default true); false to never ping. */
   watchdog?: boolean | SdNotifyWatchdogOptions
-  /**
-   * Turn these signals into `fastify.close()` (with a timeout), then exit. Default off: use close-with-grace
-   * or your own handler. `true` means SIGTERM and SIGINT. Never SIGHUP: systemd uses it to reload.
-   */
-  handleSignals?: boolean | ShutdownSignalOptions
-  /**
-   * Reload on SIGHUP (Type=notify-reload, or ExecReload=kill -HUP $MAINPID): RELOADING=1, the handler,
-   * then READY=1. If the handler fails, READY=1 comes with ERRNO and a STATUS saying why, and the
-   * server keeps serving.
-   */
-  onReload?: (fastify: FastifyInstance) => unknown
 }
 
 declare module 'fastify' {
@@ -56,136 +47,162 @@ declare module 'fastify' {
   }
 }
 
-const OPTION_NAMES = ['notifier', 'notifierOptions', 'readyOn', 'readyStatus', 'stoppingStatus', 'watchdog', 'handleSignals', 'onReload']
-
-function invalid(option: string, rule: string): SdNotifyError {
-  return new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', `@sdnotify/fastify: option ${option} ${rule}`, { field: option, rule })
-}
+// The options Fastify itself reads from register()'s options, which it passes on to the plugin too
+// (docs/Reference/Plugins.md, "Plugin Options"; lib/plugin-override.js). It ignores them for
+// fastify-plugin plugins, but `register(sdNotify, { logLevel: 'warn' })` must not be an error.
+const REGISTER_OPTIONS = ['logLevel', 'logSerializers', 'prefix']
 
 function validate(options: SdNotifyOptions): void {
-  for (const name of Object.keys(options)) if (!OPTION_NAMES.includes(name)) throw invalid(name, `is unknown (known: ${OPTION_NAMES.join(', ')})`)
-  if (options.readyOn !== undefined && options.readyOn !== 'listen' && options.readyOn !== 'ready') throw invalid('readyOn', "must be 'listen' or 'ready'")
-  for (const name of ['readyStatus', 'onReload'] as const) {
-    if (options[name] !== undefined && typeof options[name] !== 'function') throw invalid(name, 'must be a function')
+  validateAdapterOptions(PACKAGE, options, ['readyOn', ...REGISTER_OPTIONS])
+  if (options.readyOn !== undefined && options.readyOn !== 'listen' && options.readyOn !== 'ready') {
+    const rule = "must be 'listen' or 'ready'"
+    const message = `${PACKAGE}: option readyOn ${rule}`
+    throw new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', message, { field: 'readyOn', rule })
   }
-  if (options.stoppingStatus !== undefined && typeof options.stoppingStatus !== 'string') throw invalid('stoppingStatus', 'must be a string')
-  const w = options.watchdog
-  if (w !== undefined && typeof w !== 'boolean' && (w === null || typeof w !== 'object')) throw invalid('watchdog', 'must be a boolean or an object of watchdog options')
-  validateShutdownSignals(options.handleSignals)
 }
 
 const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, options) => {
   validate(options)
   const notifier = options.notifier ?? createNotifier(options.notifierOptions)
   const ownNotifier = options.notifier === undefined
-  const log = (error: unknown, what: string) => fastify.log.warn({ err: error }, `sdnotify: ${what} failed`)
+  const server = fastify.server
+  const warn = (what: string, error?: unknown) => fastify.log.warn({ err: error }, `sdnotify: ${what}`)
   fastify.decorate('sdNotify', notifier)
+  // https and HTTP/2 over TLS are tls.Server underneath.
+  const protocol = typeof (server as { setSecureContext?: unknown }).setSecureContext === 'function' ? 'https' : 'http'
 
   const sendReady = async () => {
-    const addresses = fastify.addresses().map((address) => formatAddress(address))
-    const status = options.readyStatus ? options.readyStatus(addresses) : addresses.length > 0 ? `Listening on ${addresses.join(', ')}` : 'Ready'
+    const listening = options.readyOn === 'ready' ? [] : fastify.addresses()
+    const addresses = listening.map((address) => formatAddress(address, protocol))
+    const fallback = addresses.length > 0 ? `Listening on ${addresses.join(', ')}` : 'Ready'
+    const status = resolveStatus(options.readyStatus, { addresses }, fallback, (error) =>
+      fastify.log.error({ err: error }, 'sdnotify: readyStatus threw; sent the default status instead'),
+    )
     try {
       await notifier.ready(status)
     } catch (error) {
-      log(error, 'READY=1')
+      warn('READY=1 failed', error)
     }
     startWatchdog()
   }
 
   const startWatchdog = () => {
     if (options.watchdog === false || !notifier.watchdog.enabled) return
-    const { healthCheck, ...rest } = typeof options.watchdog === 'object' ? options.watchdog : ({} as SdNotifyWatchdogOptions)
+    const watchdog: SdNotifyWatchdogOptions = typeof options.watchdog === 'object' ? options.watchdog : {}
+    const { healthCheck, ...rest } = watchdog
     try {
       notifier.watchdog.start({ ...rest, ...(healthCheck ? { healthCheck: () => healthCheck(fastify) } : {}) })
     } catch (error) {
-      log(error, 'starting the watchdog')
+      warn('starting the watchdog failed', error)
     }
   }
 
-  // A failed listen (EADDRINUSE…) is reported synchronously, before the app's catch can exit the process.
-  const onServerError = (error: Error) => {
-    if (fastify.server.listening) return
-    reportListenError(notifier, error).catch((sendError: unknown) => log(sendError, 'reporting the listen error'))
+  // Listen errors (EADDRINUSE, EACCES…): ours runs first and tells systemd (synchronously once the transport
+  // is loaded), then Fastify's own listener rejects `listen()`. Attached only while a listen can fail: after
+  // 'listening' a server error (EMFILE on accept…) is the app's, and with no listener of its own it is thrown
+  // as it would be without us.
+  const onListenError = (error: Error) => {
+    server.removeListener('listening', onListening)
+    const report = reportListenError(notifier, error).catch((sendError: unknown) =>
+      warn('reporting the listen error failed', sendError),
+    )
+    if (server.listenerCount('error') === 0) {
+      void report.then(() =>
+        process.nextTick(() => {
+          throw error // nobody else listens: unhandled, as Node's emit would have it
+        }),
+      )
+    }
   }
-  fastify.server.on('error', onServerError)
+  const onListening = () => server.removeListener('error', onListenError)
 
   fastify.addHook('onReady', async () => {
     // Load the transport during start-up: READY is then fast, and a listen error can be sent synchronously.
     try {
       await notifier.prepare()
     } catch (error) {
-      log(error, 'loading the notify transport')
+      warn('loading the notify transport failed', error)
+    }
+    // onReady runs inside listen() before Fastify binds (and attaches its own 'error' listener).
+    if (!server.listening) {
+      server.prependOnceListener('error', onListenError)
+      server.once('listening', onListening)
     }
     if (options.readyOn === 'ready') await sendReady()
   })
   if (options.readyOn !== 'ready') fastify.addHook('onListen', sendReady)
 
-  // Responses finished while closing end their keep-alive connection: otherwise a connection that turns idle
-  // after close() began stays open until keepAliveTimeout (72 s in Fastify) and the drain never ends.
-  let closing = false
-  fastify.addHook('onSend', async (_request, reply) => {
-    if (closing) reply.header('connection', 'close')
-  })
+  // The drain (core): from preClose on, idle keep-alive connections end, a connection with a request in
+  // flight ends after its last response (`Connection: close`, never on HTTP/2), HTTP/2 sessions get GOAWAY,
+  // and after shutdownTimeoutMs whatever is left is closed.
+  const drain = trackHttpConnections(server)
+  let stopSignal: NodeJS.Signals | undefined
+  let drainTimer: NodeJS.Timeout | undefined
+  let closed = false
+  const cleanups: (() => void)[] = []
+  let removeReload: (() => void) | undefined
 
   fastify.addHook('preClose', async () => {
-    closing = true
-    try {
-      await notifier.stopping(options.stoppingStatus ?? 'Shutting down')
-    } catch (error) {
-      log(error, 'STOPPING=1')
+    removeReload?.() // no reload while stopping
+    const base = resolveStatus(options.stoppingStatus, { signal: stopSignal }, 'Shutting down', (error) =>
+      fastify.log.error({ err: error }, 'sdnotify: stoppingStatus threw; sent the default status instead'),
+    )
+    const report = (count: number) => {
+      const status = count > 0 ? `${base}: draining ${count} connection${count === 1 ? '' : 's'}` : base
+      return notifier.stopping(status).catch((error: unknown) => warn('STOPPING=1 failed', error))
     }
+    await report(drain.inFlight)
+    drain.begin((count) => {
+      if (!closed) void report(count)
+    })
+    drainTimer = setTimeout(() => drain.destroyAll(), options.shutdownTimeoutMs ?? 10_000)
+    drainTimer.unref()
   })
 
-  const cleanups: (() => void)[] = []
   fastify.addHook('onClose', async () => {
+    closed = true
+    clearTimeout(drainTimer)
     notifier.watchdog.stop()
-    fastify.server.removeListener('error', onServerError)
-    for (const cleanup of cleanups) cleanup()
-    if (ownNotifier) await notifier.close().catch((error: unknown) => log(error, 'closing the notifier'))
+    server.removeListener('error', onListenError)
+    server.removeListener('listening', onListening)
+    removeReload?.()
+    for (const cleanup of cleanups.splice(0)) cleanup()
+    if (ownNotifier) await notifier.close().catch((error: unknown) => warn('closing the notifier failed', error))
   })
 
-  if (options.onReload) {
-    const onReload = options.onReload
-    let reloading = false
-    const reload = async () => {
-      if (reloading) return // systemd waits for READY=1 before sending another SIGHUP
-      reloading = true
-      const previous = notifier.lastStatus
-      try {
-        await notifier.reloading('Reloading')
-        try {
-          await onReload(fastify)
-          await notifier.ready(previous ?? 'Reloaded')
-        } catch (error) {
-          fastify.log.error({ err: error }, 'sdnotify: reload failed; still serving the previous configuration')
-          await notifier.send({ ready: true, errno: errnoNumber(error), status: `Reload failed: ${(error as Error)?.message ?? error}` })
-        }
-      } catch (error) {
-        log(error, 'reload notification')
-      } finally {
-        reloading = false
-      }
-    }
-    const onSighup = () => void reload()
-    process.on('SIGHUP', onSighup)
-    cleanups.push(() => process.removeListener('SIGHUP', onSighup))
+  const onReload = options.onReload
+  if (onReload) {
+    const log = (message: string, error?: unknown) => fastify.log.error({ err: error }, `sdnotify: ${message}`)
+    // Only under systemd: elsewhere SIGHUP keeps its usual meaning (a terminal hang-up).
+    removeReload = onReloadSignal(notifier, () => runReload(notifier, () => onReload(fastify), log))
   }
 
   if (options.handleSignals) {
-    const log = (message: string, error?: unknown) => (error ? fastify.log.error({ err: error }, `sdnotify: ${message}`) : fastify.log.info(`sdnotify: ${message}`))
-    cleanups.push(onShutdownSignal(options.handleSignals, () => fastify.close(), log))
+    const log = (message: string, error?: unknown) =>
+      error ? fastify.log.error({ err: error }, `sdnotify: ${message}`) : fastify.log.info(`sdnotify: ${message}`)
+    // Room for the drain (shutdownTimeoutMs) before the exit on timeout, unless timeoutMs says otherwise.
+    const timeoutMs = (options.shutdownTimeoutMs ?? 10_000) + 5_000
+    const signals = { timeoutMs, ...(options.handleSignals === true ? {} : options.handleSignals) }
+    const close = (signal: NodeJS.Signals) => {
+      stopSignal = signal
+      return fastify.close()
+    }
+    cleanups.push(onShutdownSignal(signals, close, log))
   }
 }
 
 /** The plugin: `fastify.register(sdNotify, options)`. Not encapsulated (fastify-plugin). */
-export const sdNotify = fp(sdNotifyPlugin, { name: '@sdnotify/fastify', fastify: '5.x' })
+export const sdNotify = fp(sdNotifyPlugin, { name: PACKAGE, fastify: '5.x' })
 export default sdNotify
 
 /**
  * Listen options for a socket passed by systemd socket activation, or `fallback` when none was passed:
  * `await fastify.listen(systemdListenOptions({ port: 3000 }))`.
  */
-export function systemdListenOptions(fallback: FastifyListenOptions = { port: 3000 }, name?: string): FastifyListenOptions {
+export function systemdListenOptions(
+  fallback: FastifyListenOptions = { port: 3000 },
+  name?: string,
+): FastifyListenOptions {
   const [socket] = listenFds(name === undefined ? {} : { name })
   if (!socket) return fallback
   // Node's server.listen({ fd }) ignores host and port; a host other than 'localhost' just stops Fastify
@@ -193,4 +210,4 @@ export function systemdListenOptions(fallback: FastifyListenOptions = { port: 30
   return { fd: socket.fd, host: '0.0.0.0' } as FastifyListenOptions
 }
 
-export type { Notifier } from '@sdnotify/core'
+export type { AdapterOptions, Notifier, ReadyInfo, StoppingInfo } from '@sdnotify/core'

@@ -317,3 +317,6 @@ export { tmpdir }
 export { fakeManager, type FakeManager, type Received } from './fake-manager.js'
 export { readEvents, waitForEvent, waitForEvents, type ServiceEvent } from './events.js'
 export { assertStartsListening, canConnect, testPort, type Asserts } from './net.js'
+export { startLoad, type Load, type LoadOptions, type LoadResult } from './load.js'
+export { adapterContract, fixtureEvents, selfSignedCertificate } from './contract.js'
+export type { ContractOptions, ContractProtocol, ContractTest, FixtureEvent } from './contract.js'

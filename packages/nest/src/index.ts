@@ -1,5 +1,6 @@
 export { SdNotifyModule } from './sd-notify.module.js'
 export { SdNotifyService } from './sd-notify.service.js'
 export { SD_NOTIFY_OPTIONS } from './sd-notify.module-definition.js'
-export type { SdNotifyModuleOptions, SdNotifyWatchdogOptions } from './options.js'
-export type { Notifier } from '@sdnotify/core'
+export { handleSignals } from './handle-signals.js'
+export type { ExtendStartTimeoutOptions, SdNotifyModuleOptions, SdNotifyWatchdogOptions } from './options.js'
+export type { Notifier, ReadyInfo, ShutdownSignalOptions, StoppingInfo } from '@sdnotify/core'

@@ -6,7 +6,6 @@ import { SdNotifyService } from './sd-notify.service.js'
  * Import once: `SdNotifyModule.forRoot({ … })` or `SdNotifyModule.forRootAsync({ useFactory, inject })`.
  * Global: SdNotifyService can be injected anywhere.
  */
+@Global()
+@Module({ providers: [SdNotifyService], exports: [SdNotifyService] })
 export class SdNotifyModule extends ConfigurableModuleClass {}
-
-Global()(SdNotifyModule)
-Module({ providers: [SdNotifyService], exports: [SdNotifyService] })(SdNotifyModule)

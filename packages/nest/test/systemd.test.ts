@@ -5,6 +5,8 @@ import t from 'tap'
 import { assertStartsListening, type Manager, readEvents, startManager, systemdSkipReason, waitForEvent } from '@sdnotify/systemd-harness'
 
 const main = fileURLToPath(new URL('../../../examples/nest/dist/main.js', import.meta.url))
+const hungInit = fileURLToPath(new URL('../fixtures/hung-init.mjs', import.meta.url))
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const skip = systemdSkipReason()
 if (skip) t.comment(`skipping real-systemd tests: ${skip}`)
 
@@ -52,6 +54,19 @@ t.test('NestJS under systemd 252', { skip }, async (t) => {
     await sd.systemctl(['stop', extended.unit])
     t.not(plainStart.code, 0, 'fails without it')
     t.equal((await sd.show(plain.unit)).Result, 'timeout')
+  })
+
+  t.test('a hung onModuleInit: extended past TimeoutStartSec, then maxMs ends it in a start timeout', async (t) => {
+    // TimeoutStartSec=4s alone would fail it at 4 s; maxMs=8000 (from the module's construction) at about 9 s.
+    const { unit, log } = await sd.notifyService(hungInit, { MAX_MS: '8000' }, ['TimeoutStartSec=4s'], 'nest-hung')
+    const began = Date.now()
+    const start = sd.systemctl(['start', unit])
+    t.ok(await waitForEvent(log, 'init started', 10_000), 'onModuleInit began')
+    await sleep(Math.max(0, began + 5500 - Date.now()))
+    t.equal((await sd.show(unit)).ActiveState, 'activating', 'still starting 1.5 s after TimeoutStartSec: extended')
+    const result = await start
+    t.not(result.code, 0, 'the start failed')
+    t.equal((await sd.show(unit)).Result, 'timeout', 'by a start timeout, once the extensions stopped')
   })
 
   t.test('watchdog: a blocked event loop and a failing terminus indicator each get it restarted; a healthy app stays up', async (t) => {

@@ -7,6 +7,7 @@ import { SdNotifyError } from '../errors.js'
 import { errnoName, isTransient, retryWhileBusy, sendFailed } from '../system-errors.js'
 import {
   AF_UNIX,
+  closeOnExec,
   type Libc,
   loadLibc,
   MSG_DONTWAIT,
@@ -36,6 +37,8 @@ export class KoffiTransport implements Transport {
   /** Loads koffi and libc now; rejects with ERR_SDNOTIFY_UNSUPPORTED when that is impossible here. */
   async load(): Promise<void> {
     this.libc ??= await loadLibc()
+    // The OpenFile= notify socket is ours alone: like sd_listen_fds(3), keep it from child processes.
+    if ('connectedFd' in this.target) closeOnExec([this.target.connectedFd])
   }
 
   private libc: Libc | undefined
@@ -107,14 +110,14 @@ export class KoffiTransport implements Transport {
     let reader: Socket
     try {
       await this.send(Buffer.from('BARRIER=1'), [writeFd])
-    } finally {
-      libc.close(writeFd)
-    }
-    try {
       reader = new Socket({ fd: readFd, readable: true, writable: false })
     } catch (cause) {
+      // Not sent (or not watchable): nothing will ever close the read end for us.
       libc.close(readFd)
       throw cause
+    } finally {
+      // Ours is closed either way: once sent, the manager holds the only other copy (its close is the ack).
+      libc.close(writeFd)
     }
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {

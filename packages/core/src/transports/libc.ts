@@ -9,6 +9,10 @@ export interface Libc {
   sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer | null, addrlen: number): number | bigint
   close(fd: number): number
   pipe2(fds: Int32Array, flags: number): number
+  /** fcntl(2) with an int argument (F_GETFD takes none: pass 0). */
+  fcntl(fd: number, cmd: number, arg: number): number
+  /** pidfd_open(2) (glibc ≥ 2.34); undefined when libc lacks it (musl). */
+  pidfdOpen: ((pid: number, flags: number) => number) | undefined
   errno(): number
   /** sizeof(size_t) on this platform, for struct cmsghdr. */
   sizeT: number
@@ -20,20 +24,58 @@ export const SOCK_CLOEXEC = 0o2000000
 export const O_CLOEXEC = 0o2000000
 export const MSG_DONTWAIT = 0x40
 export const MSG_NOSIGNAL = 0x4000
+export const F_GETFD = 1
+export const F_SETFD = 2
+export const FD_CLOEXEC = 1
 export const SOL_SOCKET = 1
 export const SCM_RIGHTS = 1
 
 let loading: Promise<Libc> | undefined
+let loaded: Libc | undefined
 
 export function loadLibc(): Promise<Libc> {
-  loading ??= bind().catch((cause: unknown) => {
-    loading = undefined
-    throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', `sdnotify: koffi transport unavailable: ${(cause as Error)?.message ?? cause}`, {
-      transport: 'koffi',
-      cause,
-    })
-  })
+  loading ??= bind().then(
+    (libc) => {
+      loaded = libc
+      for (const fd of pendingCloseOnExec) setCloseOnExec(libc, fd)
+      pendingCloseOnExec.clear()
+      return libc
+    },
+    (cause: unknown) => {
+      loading = undefined
+      const reason = (cause as Error)?.message ?? cause
+      throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', `sdnotify: koffi transport unavailable: ${reason}`, {
+        transport: 'koffi',
+        cause,
+      })
+    },
+  )
   return loading
+}
+
+/** libc, if something has loaded it already: for synchronous code that must not load koffi itself (~50 ms). */
+export function loadedLibc(): Libc | undefined {
+  return loaded
+}
+
+const pendingCloseOnExec = new Set<number>()
+
+/**
+ * Marks descriptors systemd passed us close-on-exec, as libsystemd's sd_listen_fds() does, so that child
+ * processes do not inherit sockets they know nothing about (and keep them open after we close ours).
+ * Node has no fcntl(2): only koffi can do this. With koffi loaded, it happens now; otherwise when (if) a
+ * transport loads it. Without koffi the descriptors stay inheritable, except those passed to
+ * `server.listen({ fd })`, which libuv marks itself.
+ */
+export function closeOnExec(fds: readonly number[]): void {
+  if (loaded) for (const fd of fds) setCloseOnExec(loaded, fd)
+  else for (const fd of fds) pendingCloseOnExec.add(fd)
+}
+
+function setCloseOnExec(libc: Libc, fd: number): void {
+  const flags = libc.fcntl(fd, F_GETFD, 0)
+  // A descriptor the application closed since (EBADF) is left alone.
+  if (flags >= 0 && (flags & FD_CLOEXEC) === 0) libc.fcntl(fd, F_SETFD, flags | FD_CLOEXEC)
 }
 
 interface Koffi {
@@ -62,12 +104,22 @@ async function bind(): Promise<Libc> {
     msg_controllen: 'size_t',
     msg_flags: 'int',
   })
+  // fcntl(2) is variadic: koffi passes the variadic argument with its type.
+  const fcntl = lib.func('int fcntl(int, int, ...)') as (fd: number, cmd: number, type: 'int', arg: number) => number
+  let pidfdOpen: Libc['pidfdOpen']
+  try {
+    pidfdOpen = lib.func('int pidfd_open(int, unsigned int)') as Libc['pidfdOpen']
+  } catch {
+    pidfdOpen = undefined
+  }
   return {
     socket: lib.func('int socket(int, int, int)') as Libc['socket'],
     sendmsg: lib.func('intptr_t sendmsg(int, const sdnotify_msghdr *, int)') as Libc['sendmsg'],
     sendto: lib.func('intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)') as Libc['sendto'],
     close: lib.func('int close(int)') as Libc['close'],
     pipe2: lib.func('int pipe2(int *, int)') as Libc['pipe2'],
+    fcntl: (fd, cmd, arg) => fcntl(fd, cmd, 'int', arg),
+    pidfdOpen,
     errno: () => koffi.errno(),
     sizeT: koffi.sizeof('size_t'),
   }
