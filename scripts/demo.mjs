@@ -1,7 +1,8 @@
 // `pnpm demo`: runs examples/basic as a real Type=notify unit with WatchdogSec=2 under a private systemd
-// manager, and prints what systemd sees: start, READY, status, watchdog pings, a stall, the restart.
+// manager, and prints what systemd sees: start, READY, status, restarts under load with the listening socket in
+// systemd's fd store (no request fails), watchdog pings, a stall, the restart.
 import { fileURLToPath } from 'node:url'
-import { startManager, systemdSkipReason } from '@sdnotify/systemd-harness'
+import { startLoad, startManager, systemdSkipReason } from '@sdnotify/systemd-harness'
 
 const server = fileURLToPath(new URL('../examples/basic/server.mjs', import.meta.url))
 const skip = systemdSkipReason()
@@ -22,9 +23,20 @@ const sd = await startManager()
 try {
   say(`private systemd ${sd.version} user manager started (pid ${sd.pid}); the service runs as nobody`)
   await sd.writeService('sdnotify-demo', server, [], {
-    service: ['Type=notify', `Environment=PORT=${port}`, 'WatchdogSec=2', 'Restart=on-watchdog', 'RestartSec=1', 'TimeoutStartSec=10'],
+    // A failed unit loses its fd store: frequent restarts must not hit the start rate limit.
+    unit: ['StartLimitIntervalSec=0'],
+    service: [
+      'Type=notify',
+      `Environment=PORT=${port}`,
+      'WatchdogSec=2',
+      'FileDescriptorStoreMax=1',
+      'Restart=on-watchdog',
+      'RestartSec=1',
+      'TimeoutStartSec=10',
+    ],
   })
-  say('systemctl --user start sdnotify-demo.service  (Type=notify, WatchdogSec=2, Restart=on-watchdog)')
+  const settings = 'Type=notify, WatchdogSec=2, FileDescriptorStoreMax=1, Restart=on-watchdog'
+  say(`systemctl --user start sdnotify-demo.service  (${settings})`)
   const started = Date.now()
   const start = await sd.systemctl(['start', 'sdnotify-demo.service'])
   if (start.code !== 0) throw new Error(`start failed: ${start.stderr}`)
@@ -33,6 +45,25 @@ try {
   say(`StatusText: "${props.StatusText}"`)
   const response = await fetch(`http://127.0.0.1:${port}/`)
   say(`GET / -> ${response.status} ${(await response.text()).trim()}  (the port was open when systemd said active)`)
+
+  // Zero-downtime restarts: the service stored its listening socket (FDSTORE=1) before READY=1; systemd keeps it
+  // while the restart job runs and passes it to the next process. Connections wait in its backlog meanwhile.
+  say('3 × systemctl restart while 4 clients make fresh connections (the listening socket waits in the fd store)')
+  const load = startLoad({ port })
+  await sleep(300)
+  for (let i = 0; i < 3; i++) {
+    const restart = await sd.systemctl(['restart', 'sdnotify-demo.service'])
+    if (restart.code !== 0) throw new Error(`restart failed: ${restart.stderr}`)
+    await sleep(400)
+  }
+  const result = await load.stop()
+  const total = result.ok + result.refused + result.inFlight
+  const failed = `${result.refused} refused, ${result.inFlight} failed in flight`
+  say(`3 × systemctl restart under load: ${total} requests, ${failed}`)
+  const stored = await sd.show('sdnotify-demo.service', ['NFileDescriptorStore', 'MainPID'])
+  const waited = Math.round(result.maxLatencyMs)
+  const now = `NFileDescriptorStore=${stored.NFileDescriptorStore}, MainPID=${stored.MainPID}`
+  say(`${now}; the slowest request waited ${waited} ms in the backlog`)
 
   let lastPing = ''
   const watchPings = async (ms) => {

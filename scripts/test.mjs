@@ -32,21 +32,29 @@ if (typecheck.status !== 0) {
   console.error('test: typecheck failed')
   failed = true
 }
-// Are The Types Wrong and publint on each published package's tarball: every check counts as one test.
-console.log('\n=== package checks (attw, publint on the packed tarballs)')
-const checks = spawnSync(process.execPath, [join(root, 'scripts/check-packages.mjs')], {
-  cwd: root,
-  encoding: 'utf8',
-  stdio: ['ignore', 'pipe', 'inherit'],
-})
-process.stdout.write(checks.stdout)
-const counted = /^package checks: (\d+) passed, (\d+) failed$/m.exec(checks.stdout)
-if (counted) {
-  totals.pass += Number(counted[1])
-  totals.fail += Number(counted[2])
+// A script of ours that ends with "<label>: N passed, N failed": each of its checks counts as one test.
+const counted = (heading, script, label) => {
+  console.log(`\n=== ${heading}`)
+  const run = spawnSync(process.execPath, [join(root, script)], {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  process.stdout.write(run.stdout)
+  const count = new RegExp(`^${label}: (\\d+) passed, (\\d+) failed$`, 'm').exec(run.stdout)
+  if (count) {
+    totals.pass += Number(count[1])
+    totals.fail += Number(count[2])
+  }
+  if (run.status !== 0 || !count) failed = true
 }
-if (checks.status !== 0 || !counted) failed = true
+// Are The Types Wrong and publint on each published package's tarball.
+counted('package checks (attw, publint on the packed tarballs)', 'scripts/check-packages.mjs', 'package checks')
 for (const dir of packages) {
+  // After the package suites, before reliability: the real-systemd suites with services on Node 22, 24, 26 and Bun.
+  if (dir === join(root, 'reliability')) {
+    counted('runtime matrix (services on Node 22, 24, 26 and Bun)', 'scripts/runtime-matrix.mjs', 'runtime matrix')
+  }
   const name = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name
   console.log(`\n=== ${name}`)
   const run = spawnSync('pnpm', ['run', '--silent', 'test'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })

@@ -27,10 +27,11 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
 })
 
-// The other entry points: `@sdnotify/core/testing` (the test kit) and the `sdnotify` command. They reach
-// core only through src/index.ts, which stays an import of the built ./index.js: the very module the
-// application loads, so one SdNotifyError class and one environment snapshot (a shared esbuild chunk would do
-// that too, but would turn index.js into two files, and cost every import of core a millisecond).
+// The other entry points: `@sdnotify/core/testing` (the test kit), `@sdnotify/core/journal` and the `sdnotify`
+// command. They reach core only through src/index.ts, which stays an import of the built ./index.js: the very
+// module the application loads, so one SdNotifyError class, one environment snapshot and one libc binding (a
+// shared esbuild chunk would do that too, but would turn index.js into two files, and cost every import of core a
+// millisecond).
 const indexTs = resolve('src/index.ts')
 const sameIndex = {
   name: 'core-index-external',
@@ -43,7 +44,7 @@ const sameIndex = {
 }
 const extra = await build({
   ...common,
-  entryPoints: { testing: 'src/testing.ts', cli: 'src/cli/main.ts' },
+  entryPoints: { testing: 'src/testing.ts', cli: 'src/cli/main.ts', journal: 'src/journal.ts' },
   format: 'esm',
   outdir: 'dist/esm',
   plugins: [sameIndex],
@@ -51,7 +52,7 @@ const extra = await build({
 })
 // Guard: a module of core's state bundled a second time into these files would be a second instance.
 for (const [file, output] of Object.entries(extra.metafile.outputs)) {
-  const ours = /^src\/(testing|cli)[./]/
+  const ours = /^src\/(testing|cli|journal)[./]/
   const copied = Object.keys(output.inputs).filter((input) => input.startsWith('src/') && !ours.test(input))
   if (copied.length > 0) {
     throw new Error(`bundle: ${file} bundles a copy of ${copied.join(', ')}: import it from index.js instead`)

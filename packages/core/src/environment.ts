@@ -31,7 +31,8 @@ let snapshot: { pid: number; values: SystemdVariables } | undefined
  * environment says — the packages install and run unchanged on a developer's macOS or Windows machine.
  */
 export function systemdVariables(env: Environment = process.env): SystemdVariables {
-  const pick = (): SystemdVariables => (process.platform === 'linux' ? Object.fromEntries(ALL.map((name) => [name, env[name]])) : {})
+  const pick = (): SystemdVariables =>
+    process.platform === 'linux' ? Object.fromEntries(ALL.map((name) => [name, env[name]])) : {}
   if (env !== process.env) return pick()
   if (snapshot?.pid !== process.pid) snapshot = { pid: process.pid, values: pick() }
   return snapshot.values

@@ -8,7 +8,10 @@ import { invalidOption, SdNotifyError } from './errors.js'
 import { type Environment, systemdVariables } from './environment.js'
 import { listenFds } from './listen-fds.js'
 import type { Notifier } from './notifier.js'
+import { encodeNotification } from './protocol.js'
+import { findExecutable } from './select-transport.js'
 import { listeningSocketAddress, type SocketAddress } from './socket-address.js'
+import { applyCloseOnExec } from './transports/libc.js'
 
 /** The default FDNAME of a stored listening socket. */
 export const DEFAULT_SOCKET_NAME = 'http'
@@ -125,11 +128,14 @@ export function serverFd(server: unknown): number | undefined {
 }
 
 let warnedNoStore = false
+let warnedNoHandle = false
 
 /**
  * Stores `server`'s listening socket in systemd's fd store under `name` (FDSTORE=1, FDNAME=, FDPOLL=0), after
- * removing a stale one of that name. Resolves false when not under systemd. Needs the koffi transport (fd
- * passing). systemd drops duplicates, so storing again the socket it passed back is harmless.
+ * removing a stale one of that name. Resolves false when not under systemd, and (with a warning, once) for a
+ * server without a listening descriptor: one not listening yet, or a runtime without Node's server internals
+ * (Bun). Needs the koffi transport (fd passing). systemd drops duplicates, so storing again the socket it
+ * passed back is harmless.
  */
 export async function storeServerSocket(
   notifier: Pick<Notifier, 'enabled' | 'storeFds' | 'removeFds'>,
@@ -138,20 +144,43 @@ export async function storeServerSocket(
   options: { warn?: (message: string) => void; env?: Environment } = {},
 ): Promise<boolean> {
   if (!notifier.enabled) return false
+  const warn = safely(options.warn ?? emitWarning)
   const fd = serverFd(server)
   if (fd === undefined) {
-    throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', 'sdnotify: fdStore needs a listening Node server (no listening descriptor found)', {
-      field: 'fdStore',
-    })
+    if (!warnedNoHandle) {
+      warnedNoHandle = true
+      warn(
+        'sdnotify: fdStore needs a listening Node server (no listening descriptor found: not listening yet, or a ' +
+          "runtime without Node's server internals, such as Bun): the socket is not stored, and restarts refuse " +
+          'connections meanwhile',
+      )
+    }
+    return false
   }
   if (staleNames.delete(name)) await notifier.removeFds(name)
-  void warnWithoutStore(options.warn ?? emitWarning, options.env)
   // FDPOLL=0: a listening socket never reports EPOLLHUP/EPOLLERR that should make systemd drop it.
-  return notifier.storeFds([fd], name, { poll: false })
+  const stored = await notifier.storeFds([fd], name, { poll: false })
+  // After the store, which loaded koffi: the passed descriptors are close-on-exec before systemctl is spawned.
+  warnWithoutStore(warn, options.env).catch(() => undefined)
+  return stored
+}
+
+/** A warn callback that cannot throw into our promises (a bug in it would be an unhandled rejection). */
+function safely(warn: (message: string) => void): (message: string) => void {
+  return (message) => {
+    try {
+      warn(message)
+    } catch {
+      // nowhere left to report it
+    }
+  }
 }
 
 /** Removes the descriptors stored under `name` (FDSTOREREMOVE=1): the next start binds anew. */
-export function removeStoredSocket(notifier: Pick<Notifier, 'removeFds'>, name: string = DEFAULT_SOCKET_NAME): Promise<boolean> {
+export function removeStoredSocket(
+  notifier: Pick<Notifier, 'removeFds'>,
+  name: string = DEFAULT_SOCKET_NAME,
+): Promise<boolean> {
   return notifier.removeFds(name)
 }
 
@@ -161,10 +190,13 @@ export function removeStoredSocket(notifier: Pick<Notifier, 'removeFds'>, name: 
  */
 export function fdStoreLimit(env?: Environment): { max: number | undefined; reason: string } {
   const value = systemdVariables(env).FDSTORE
-  if (value !== undefined && /^\d+$/.test(value)) return { max: Number(value), reason: `FDSTORE=${value}: FileDescriptorStoreMax=${value}` }
+  if (value !== undefined && /^\d+$/.test(value)) {
+    return { max: Number(value), reason: `FDSTORE=${value}: FileDescriptorStoreMax=${value}` }
+  }
   return {
     max: undefined,
-    reason: 'FDSTORE is not set: the unit has no FileDescriptorStoreMax= (or systemd is older than 254, which does not say)',
+    reason:
+      'FDSTORE is not set: the unit has no FileDescriptorStoreMax= (or systemd is older than 254, which does not say)',
   }
 }
 
@@ -184,15 +216,26 @@ async function warnWithoutStore(warn: (message: string) => void, env: Environmen
 
 let version: Promise<number | undefined> | undefined
 
-/** The major version `systemctl --version` reports ("systemd 257 (257.9-1)"), or undefined. */
+/**
+ * The major version `systemctl --version` reports ("systemd 257 (257.9-1)"), or undefined. That is the version
+ * of the systemctl binary, not of the running manager: the same in an ordinary installation (one package), but
+ * not necessarily in a container or a chroot, or after an upgrade before `systemctl daemon-reexec`. systemctl is
+ * looked up in the absolute PATH entries only (never one in the working directory), and the descriptors systemd
+ * passed us are marked close-on-exec first, so that it does not inherit them.
+ */
 export function systemdVersion(): Promise<number | undefined> {
-  version ??= new Promise((resolve) => {
-    const { execFile } = process.getBuiltinModule('node:child_process')
-    execFile('systemctl', ['--version'], { timeout: 2000, encoding: 'utf8' }, (error, stdout) => {
-      const match = /^systemd (\d+)/.exec(String(stdout))
-      resolve(error || !match ? undefined : Number(match[1]))
+  version ??= (async () => {
+    const systemctl = findExecutable('systemctl')
+    if (systemctl === undefined) return undefined
+    await applyCloseOnExec()
+    return new Promise<number | undefined>((resolve) => {
+      const { execFile } = process.getBuiltinModule('node:child_process')
+      execFile(systemctl, ['--version'], { timeout: 2000, encoding: 'utf8' }, (error, stdout) => {
+        const match = /^systemd (\d+)/.exec(String(stdout))
+        resolve(error || !match ? undefined : Number(match[1]))
+      })
     })
-  })
+  })()
   return version
 }
 
@@ -203,8 +246,11 @@ export function fdStoreName(value: unknown, option = 'fdStore'): string | undefi
   if (value === null || typeof value !== 'object') throw invalidOption(option, 'must be true, false or { name }')
   const { name } = value as { name?: unknown }
   if (name === undefined) return DEFAULT_SOCKET_NAME
-  if (typeof name !== 'string' || !/^[\x21-\x39\x3b-\x7e]{1,255}$/.test(name)) {
-    throw invalidOption(`${option}.name`, "must be 1 to 255 printable ASCII characters without ':' or spaces (an FDNAME)")
+  try {
+    encodeNotification({ fdStoreRemove: true, fdName: name as string }) // the protocol's FDNAME rules
+  } catch (error) {
+    const rule = error instanceof SdNotifyError && error.rule !== undefined ? error.rule : String(error)
+    throw invalidOption(`${option}.name`, `${rule} (it is an FDNAME)`)
   }
-  return name
+  return name as string
 }

@@ -17,8 +17,16 @@ export type { ShutdownSignalOptions } from './lifecycle.js'
 export { trackHttpConnections } from './http-drain.js'
 export type { HttpDrain } from './http-drain.js'
 export { errorText, statusText } from './status-text.js'
-export { ADAPTER_OPTION_NAMES, onReloadSignal, resolveStatus, runReload, validateAdapterOptions } from './adapter.js'
-export type { AdapterOptions, ReadyInfo, StoppingInfo } from './adapter.js'
+export {
+  ADAPTER_OPTION_NAMES,
+  onReloadSignal,
+  passedListenSocket,
+  resolveStatus,
+  runReload,
+  storeListeningSocket,
+  validateAdapterOptions,
+} from './adapter.js'
+export type { AdapterOptions, PassedListenSocket, ReadyInfo, StoppingInfo } from './adapter.js'
 export {
   addressMismatch,
   DEFAULT_SOCKET_NAME,
@@ -33,3 +41,8 @@ export {
 } from './fd-store.js'
 export type { FindPassedSocketOptions, ListenConfig, PassedSocket } from './fd-store.js'
 export type { SocketAddress } from './socket-address.js'
+/** @internal For core's own entry points (`@sdnotify/core/journal` shares libc with the transports): not an API. */
+export {
+  loadLibc as internalLoadLibc,
+  rightsControlMessage as internalRightsControlMessage,
+} from './transports/libc.js'

@@ -46,10 +46,29 @@ export function formatAddress(
   return `${protocol}://${address.address}:${address.port}`
 }
 
+/** The longest delay a Node.js timer takes (2^31 - 1 ms); a longer one fires after 1 ms (TimeoutOverflowWarning). */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/**
+ * The upper bound of `shutdownTimeoutMs` and `handleSignals.timeoutMs` (exclusive, about 24.8 days): the
+ * adapters' exit timer is the drain timeout + 5 s, and must still fit a Node.js timer.
+ */
+export const MAX_TIMEOUT_MS = MAX_TIMER_MS - 5000
+
+/** The rule a timeout option breaks, for its SdNotifyError. */
+export const TIMEOUT_RULE =
+  `must be a positive number of ms below ${MAX_TIMEOUT_MS} ` +
+  '(2^31 - 1 - 5000: the exit timer adds 5 s and must fit a Node.js timer)'
+
+/** A drain or exit timeout: positive, finite, below MAX_TIMEOUT_MS. */
+export function validTimeoutMs(value: unknown): value is number {
+  return typeof value === 'number' && value > 0 && value < MAX_TIMEOUT_MS
+}
+
 export interface ShutdownSignalOptions {
   /** Default SIGTERM and SIGINT. SIGHUP is refused. */
   signals?: NodeJS.Signals[]
-  /** Exit with status 1 when the close takes longer. Default 10 000 ms. */
+  /** Exit with status 1 when the close takes longer. Default 10 000 ms; below MAX_TIMEOUT_MS (about 24.8 days). */
   timeoutMs?: number
 }
 
@@ -67,15 +86,15 @@ export function validateShutdownSignals(value: unknown, option = 'handleSignals'
   }
   if (signals?.includes('SIGHUP'))
     throw invalidOption(`${option}.signals`, 'must not include SIGHUP: systemd sends it to reload (Type=notify-reload)')
-  if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0))
-    throw invalidOption(`${option}.timeoutMs`, 'must be a positive number of ms')
+  if (timeoutMs !== undefined && !validTimeoutMs(timeoutMs)) throw invalidOption(`${option}.timeoutMs`, TIMEOUT_RULE)
 }
 
 /**
  * On the first of `signals`, runs `close()`, then exits 0 (1 if it fails or outlasts `timeoutMs`) — but
- * only when no other listener of the host is registered for that signal: the host's own handlers (log flush,
- * tracing export, close-with-grace) were called by the same emit, and the exit is then theirs to make (a
- * failure then only sets process.exitCode = 1). Returns a function that removes the handlers.
+ * only when no other listener of the host was registered for that signal when it came (`process.on` or
+ * `process.once`, before or after ours): the host's own handlers (log flush, tracing export,
+ * close-with-grace) were called by the same emit, and the exit is then theirs to make (a failure then only
+ * sets process.exitCode = 1). Our handler is prepended, so it runs first. Returns a function that removes it.
  */
 export function onShutdownSignal(
   options: true | ShutdownSignalOptions,
@@ -84,18 +103,24 @@ export function onShutdownSignal(
 ): () => void {
   const { signals = ['SIGTERM', 'SIGINT'], timeoutMs = 10_000 } = options === true ? {} : options
   const handler = (signal: NodeJS.Signals) => {
+    // Counted now, before anything is removed: ours is prepended, so it runs before the host's listeners and
+    // their `process.once` ones are still registered (Node removes a once listener just before calling it).
+    const hostListeners = process.listenerCount(signal) - 1
     remove()
     log(`${signal} received: closing`)
-    // Ours were removed above: a listener left belongs to the host.
     const exit = (code: number) => {
-      if (process.listenerCount(signal) === 0) process.exit(code)
+      if (hostListeners === 0) process.exit(code)
       if (code !== 0) process.exitCode = 1
       log(`${signal} has other listeners: leaving the exit to them`)
     }
-    const timer = setTimeout(() => {
-      log(`close did not finish within ${timeoutMs} ms`)
-      exit(1)
-    }, timeoutMs)
+    // Clamped: an adapter passes its drain timeout + 5 s, and a longer timer would fire after 1 ms.
+    const timer = setTimeout(
+      () => {
+        log(`close did not finish within ${timeoutMs} ms`)
+        exit(1)
+      },
+      Math.min(timeoutMs, MAX_TIMER_MS),
+    )
     timer.unref()
     close(signal).then(
       () => {
@@ -109,7 +134,8 @@ export function onShutdownSignal(
       },
     )
   }
-  const remove = () => signals.forEach((signal) => process.removeListener(signal, handler))
-  for (const signal of signals) process.on(signal, handler)
+  const unique = [...new Set(signals)]
+  const remove = () => unique.forEach((signal) => process.removeListener(signal, handler))
+  for (const signal of unique) process.prependListener(signal, handler)
   return remove
 }

@@ -3,6 +3,8 @@ import { invalidField, invalidOption, SdNotifyError } from './errors.js'
 import { type Environment, LISTEN_VARIABLES, NOTIFY_VARIABLES, systemdVariables, unsetVariables, WATCHDOG_VARIABLES } from './environment.js'
 import { notifyFd } from './listen-fds.js'
 import { encodeNotification, type Notification } from './protocol.js'
+import { afterBackoff } from './system-errors.js'
+import { statusText } from './status-text.js'
 import { createTransport, findExecutable, planTransports, type SelectionContext, TRANSPORT_ORDER, type TransportPlan } from './select-transport.js'
 import type { KoffiTarget } from './transports/koffi.js'
 import type { Transport, TransportName, TransportOptions } from './transports/transport.js'
@@ -156,6 +158,7 @@ class SdNotifier implements Notifier {
   /** close() waiting for the queue to empty. */
   private readonly idle: (() => void)[] = []
   private closed = false
+  private closing: Promise<void> | undefined
   /** The transports were closed: whatever is still queued is refused. */
   private shut = false
   private status_: string | undefined
@@ -193,18 +196,27 @@ class SdNotifier implements Notifier {
     this.sendTimeoutMs = options.sendTimeoutMs ?? 5000
     const timeLeft = () => {
       const deadline = this.inFlightDeadline
-      return deadline === undefined ? this.sendTimeoutMs : Math.max(1, deadline - Date.now())
+      return deadline === undefined ? this.sendTimeoutMs : Math.max(1, deadline - performance.now())
     }
     this.transportOptions = {
       get sendTimeoutMs() {
         return timeLeft()
       },
+      // sendSync is not queued: it gets its own fixed budget, never what is left to the message in flight.
+      sendSyncTimeoutMs: Math.min(this.sendTimeoutMs, 1000),
     }
     this.warn = options.onWarning ?? ((message, code) => process.emitWarning(message, { code }))
-    this.reportError = options.onError ?? ((error) => this.warn(`sdnotify: ${(error as Error)?.message ?? String(error)}`, 'SDNOTIFY_ERROR'))
+    this.reportError =
+      options.onError ??
+      ((error) => {
+        const message = String((error as Error)?.message ?? error)
+        // Our own errors' messages start with 'sdnotify: ' already.
+        this.warn(message.startsWith('sdnotify: ') ? message : `sdnotify: ${message}`, 'SDNOTIFY_ERROR')
+      })
     this.watchdog = new Watchdog(watchdogSettings(vars), {
       sendPing: (value) => this.send({ watchdog: value }),
-      reportUnhealthy: (reason) => this.sendQuietly({ status: `Unhealthy, watchdog paused: ${reason}` }, false),
+      reportUnhealthy: (reason) =>
+        this.sendQuietly({ status: statusText(`Unhealthy, watchdog paused: ${reason}`) }, false),
       reportHealthy: () => (this.status_ === undefined ? Promise.resolve() : this.sendQuietly({ status: this.status_ }, true)),
       onError: this.reportError,
     })
@@ -321,23 +333,31 @@ class SdNotifier implements Notifier {
     }
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.watchdog.stop()
-    if (this.closed) return
+    // Every call gets the one closing promise: a signal handler and a framework hook may both close, and the
+    // second must not return while a queued STOPPING=1 is still on its way.
+    this.closing ??= this.shutDown()
+    return this.closing
+  }
+
+  private async shutDown(): Promise<void> {
     this.closed = true
     if (this.queue.length > 0) {
       // What is queued may still go out, but close() waits no longer than its deadlines: a transport still
       // busy with an earlier message (a blocked write) is not waited for past them.
-      let last = Date.now()
+      let last = performance.now()
       for (const job of this.queue) last = Math.max(last, job.waiters.at(-1)?.deadline ?? last)
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, timerMs(last - Date.now()))
+        const timer = setTimeout(resolve, timerMs(last - performance.now()))
         this.idle.push(() => {
           clearTimeout(timer)
           resolve()
         })
       })
-      this.expire()
+      // libuv runs timers by its loop time, cached at the start of each turn: the timer may fire a fraction of a
+      // millisecond before `last` by performance.now(). Once it fired (or the queue emptied), every deadline is due.
+      this.expire(Math.max(performance.now(), last))
     }
     this.shut = true
     this.active?.close()
@@ -394,7 +414,7 @@ class SdNotifier implements Notifier {
    * READY, RELOADING, STOPPING, ERRNO, FDSTORE, BARRIER, WATCHDOG=trigger, combined messages: never dropped.
    */
   private enqueue(message: Buffer, fds: readonly number[], status: string | undefined, run: Job['run']) {
-    const deadline = Date.now() + this.sendTimeoutMs
+    const deadline = performance.now() + this.sendTimeoutMs
     let waiter!: Waiter
     const promise = new Promise<boolean>((resolve, reject) => (waiter = { deadline, resolve, reject }))
     const kind = run === undefined ? kindOf(message, status) : undefined
@@ -439,18 +459,13 @@ class SdNotifier implements Notifier {
     if (refused) this.scheduleRetry()
   }
 
-  /**
-   * Retries with back-off: the manager takes a notification in ~100 µs (systemd 252), so the next turn of the
-   * event loop first, then 1, 2, 4… up to 20 ms: at most ~60 tries a second while it stays frozen.
-   */
+  /** Retries with the transports' back-off (system-errors.ts backoffMs): at most ~60 tries a second while frozen. */
   private scheduleRetry(): void {
     this.retrying = true
-    const again = () => {
+    afterBackoff(this.refusals, () => {
       this.retrying = false
       if (!this.draining) void this.drain()
-    }
-    if (this.refusals <= 2) setImmediate(again)
-    else setTimeout(again, Math.min(20, 2 ** (this.refusals - 3)))
+    })
   }
 
   /** One try at the head of the queue. false: the manager refused it (retry later); true: go on. */
@@ -560,11 +575,10 @@ class SdNotifier implements Notifier {
    * (a write cannot be taken back), but its callers are answered at their own deadline all the same: one that
    * superseded older calls is sent until the newest caller's deadline, and the older ones must not wait that long.
    */
-  private expire(): void {
+  private expire(now = performance.now()): void {
     clearTimeout(this.expiryTimer)
     this.expiryTimer = undefined
     this.expiryAt = Infinity
-    const now = Date.now()
     let next = Infinity
     for (const job of [...this.queue]) {
       const due = job.waiters.findIndex((waiter) => waiter.deadline > now)
@@ -586,7 +600,7 @@ class SdNotifier implements Notifier {
     clearTimeout(this.expiryTimer)
     this.expiryAt = at
     // Unref'd: while something is queued a retry timer or the transport's own work keeps the process up.
-    this.expiryTimer = setTimeout(() => this.expire(), timerMs(at - Date.now())).unref()
+    this.expiryTimer = setTimeout(() => this.expire(), timerMs(at - performance.now())).unref()
   }
 
   private timeout(job: Job): SdNotifyError {

@@ -41,7 +41,10 @@ export function planTransports(ctx: SelectionContext): TransportPlan[] {
   if (noUnix) plans.push({ name: 'unix-dgram', usable: false, reason: noUnix })
   else if (ctx.address?.family === 'unix' && ctx.address.abstract) {
     plans.push({ name: 'unix-dgram', usable: false, reason: `${ctx.notifySocket} is an abstract name, which unix-dgram cannot reach` })
-  } else plans.push({ name: 'unix-dgram', usable: true, reason: 'unix-dgram, an optional peer dependency (the application installs it), loaded on first send' })
+  } else {
+    const reason = 'unix-dgram, an optional peer dependency (the application installs it), loaded on first send'
+    plans.push({ name: 'unix-dgram', usable: true, reason })
+  }
   if (ctx.notifySocket === undefined) plans.push({ name: 'exec', usable: false, reason: 'NOTIFY_SOCKET is not set' })
   else if (ctx.systemdNotify === undefined) plans.push({ name: 'exec', usable: false, reason: 'systemd-notify was not found on PATH' })
   else plans.push({ name: 'exec', usable: true, reason: `${ctx.systemdNotify} runs as a child process: a non-root service needs NotifyAccess=all` })

@@ -1,43 +1,25 @@
 // Where a descriptor systemd passed us is bound, and whether it is a listening stream socket: getsockname(2)
 // and getsockopt(SO_ACCEPTCONN) through koffi. Node has no way to ask this of a bare descriptor without
 // opening a handle on it (server.listen({ fd }) would take it over), and the answer is needed synchronously,
-// before the framework listens: koffi is loaded with require() here (it is CommonJS), only on this path.
+// before the framework listens: libc is bound synchronously here (libc.ts, the one binding), only on this path.
 import { invalidField } from './errors.js'
+import {
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  type Libc,
+  loadLibcSync,
+  SO_ACCEPTCONN,
+  SO_TYPE,
+  SOCK_STREAM,
+  SOL_SOCKET,
+} from './transports/libc.js'
 
 export type SocketAddress =
   | { family: 'IPv4' | 'IPv6'; address: string; port: number }
   | { family: 'unix'; path: string }
 
-interface SocketCalls {
-  getsockname(fd: number, address: Buffer, length: Uint32Array): number
-  getsockopt(fd: number, level: number, name: number, value: Int32Array, length: Uint32Array): number
-}
-
-const AF_UNIX = 1
-const AF_INET = 2
-const AF_INET6 = 10
-const SOL_SOCKET = 1
-const SO_ACCEPTCONN = 30
-const SO_TYPE = 3
-const SOCK_STREAM = 1
-
-let calls: SocketCalls | undefined
-
-function bind(): SocketCalls {
-  if (calls) return calls
-  const { createRequire } = process.getBuiltinModule('node:module')
-  const koffi = createRequire(import.meta.url)('koffi') as {
-    load(path: string): { func(signature: string): (...args: unknown[]) => number }
-  }
-  const lib = koffi.load('libc.so.6')
-  calls = {
-    getsockname: lib.func('int getsockname(int, void *, void *)'),
-    getsockopt: lib.func('int getsockopt(int, int, int, void *, void *)'),
-  }
-  return calls
-}
-
-function option(libc: SocketCalls, fd: number, name: number): number | undefined {
+function option(libc: Libc, fd: number, name: number): number | undefined {
   const value = new Int32Array(1)
   const length = new Uint32Array([4])
   return libc.getsockopt(fd, SOL_SOCKET, name, value, length) === 0 ? value[0] : undefined
@@ -48,11 +30,12 @@ function option(libc: SocketCalls, fd: number, name: number): number | undefined
  * (a closed descriptor, a file, a datagram socket). Throws SdNotifyError when koffi cannot be loaded.
  */
 export function listeningSocketAddress(fd: number): SocketAddress | undefined {
-  let libc: SocketCalls
+  let libc: Libc
   try {
-    libc = bind()
+    libc = loadLibcSync()
   } catch (cause) {
-    throw Object.assign(invalidField('fdStore', `needs koffi to inspect passed sockets (${(cause as Error).message})`), { cause })
+    const reason = (cause as { cause?: Error }).cause?.message ?? (cause as Error).message
+    throw Object.assign(invalidField('fdStore', `needs koffi to inspect passed sockets (${reason})`), { cause })
   }
   if (option(libc, fd, SO_TYPE) !== SOCK_STREAM || option(libc, fd, SO_ACCEPTCONN) !== 1) return undefined
   const raw = Buffer.alloc(128) // sizeof(struct sockaddr_storage)

@@ -1,10 +1,15 @@
 // sd_watchdog_enabled(3) and a health-gated pinger. Ticks run on a fixed-rate schedule (due at
-// start + k × pingIntervalMs, however long a check or a send took; never two at once) on unref'd timers,
-// and each pings only while the process is healthy, so that systemd restarts it (Result=watchdog) when it
-// is not. Event-loop delay is measured as the lateness of a low-frequency sentinel timer: an idle process
-// wakes about once a second for it, where perf_hooks' monitorEventLoopDelay woke it 50 times a second.
+// start + k × pingIntervalMs, however long a check or a send took) on unref'd timers, and each pings only
+// while the process is healthy, so that systemd restarts it (Result=watchdog) when it is not. A tick never
+// starts while another of the same start() runs; start() or stop() during a tick abandons it (it neither
+// reports nor pings after its next await), and healthCheck is never called while an earlier call of it is
+// pending (a tick waits for that call instead). Event-loop delay is measured as the lateness of a sentinel
+// timer every min(maxEventLoopDelayMs / 4, 1 s): an idle process with the defaults wakes 8 times per
+// WatchdogSec for it, at most once a second (WatchdogSec ≥ 8s), where perf_hooks' monitorEventLoopDelay woke
+// it 50 times a second.
 import { invalidOption, SdNotifyError } from './errors.js'
 import type { SystemdVariables } from './environment.js'
+import { errorText } from './status-text.js'
 
 export interface WatchdogSettings {
   enabled: boolean
@@ -31,15 +36,22 @@ export interface WatchdogOptions {
   /** How often to ping, in ms. Default: half the watchdog timeout. */
   pingIntervalMs?: number
   /**
-   * Unhealthy when the event loop was blocked longer than this (measured as the lateness of a timer that
-   * runs every min(this / 4, 1000) ms). Default: half the watchdog timeout. `false` disables the check.
+   * Unhealthy when the event loop may have been blocked longer than this. Measured as the lateness of a timer
+   * that runs every min(this / 4, 1000) ms: a stall of D ms makes it between D minus that period and D ms
+   * late, so every stall longer than this counts, and one from this minus the period on may count.
+   * Default: half the watchdog timeout. `false` disables the check.
    */
   maxEventLoopDelayMs?: number | false
-  /** Your own check. Unhealthy when it throws, rejects, resolves `false` or takes too long. */
+  /**
+   * Your own check. Unhealthy when it throws, rejects, resolves `false` or takes too long. It is not called
+   * again while a call is pending: a later tick waits for that call (unhealthy if it still has not settled).
+   */
   healthCheck?: () => unknown
   /**
-   * How long healthCheck may take, in ms. Default: half the ping interval, or half of what the timeout
-   * leaves after it, whichever is shorter. pingIntervalMs + healthCheckTimeoutMs must be below the timeout.
+   * How long healthCheck may take, in ms. Default: a third of what the timeout leaves after pingIntervalMs
+   * (at most half the interval). A check that fails is re-checked at once, and the re-check may take as long
+   * again before it pings: pingIntervalMs + 2 × healthCheckTimeoutMs must stay below the timeout, by 1 % of
+   * it (at most 100 ms) for the ping's own way to the manager.
    */
   healthCheckTimeoutMs?: number
   /** Called once each time the process turns unhealthy, with the reason. */
@@ -95,6 +107,8 @@ export class Watchdog {
   private sentinelDue = 0
   /** The worst event-loop delay seen since the last check, in ms. */
   private worstDelayMs = 0
+  /** A healthCheck call that has not settled yet (maybe of an earlier tick, or before start() was called again). */
+  private pending: PendingCheck | undefined
 
   constructor(settings: WatchdogSettings, host: WatchdogHost) {
     this.enabled = settings.enabled
@@ -125,18 +139,23 @@ export class Watchdog {
     }
     const maxEventLoopDelayMs = options.maxEventLoopDelayMs ?? Math.max(1, Math.floor((timeout ?? 1000) / 2))
     if (maxEventLoopDelayMs !== false) positive('watchdog.maxEventLoopDelayMs', maxEventLoopDelayMs)
-    // What the timeout leaves after one interval: a check must fit in it, and so must a re-check.
+    // What the timeout leaves after one interval. A check that fails (at worst by timing out) is re-checked at
+    // once, and the re-check may take as long again before it pings: two pings of a process whose check failed
+    // once can be pingIntervalMs + 2 × healthCheckTimeoutMs apart. The default leaves a third of the room spare.
     const room = timeout === undefined ? pingIntervalMs : timeout - pingIntervalMs
     const healthCheckTimeoutMs =
-      options.healthCheckTimeoutMs ?? Math.max(1, Math.floor(Math.min(pingIntervalMs, room) / 2))
+      options.healthCheckTimeoutMs ?? Math.max(1, Math.floor(Math.min(pingIntervalMs / 2, room / 3)))
     positive('watchdog.healthCheckTimeoutMs', healthCheckTimeoutMs)
-    if (timeout !== undefined && pingIntervalMs + healthCheckTimeoutMs >= timeout) {
-      // A tick pings once its check passed: two pings can be pingIntervalMs + healthCheckTimeoutMs apart.
-      const rule = `must be below the watchdog timeout (${timeout} ms), or a healthy process can miss it`
-      // Name the option the caller set (the default check timeout always fits, unless the timeout is a few ms).
+    // Spare time for the ping itself (timer lateness, the send): 1 % of the timeout, at most 100 ms.
+    const marginMs = timeout === undefined ? 0 : Math.max(1, Math.min(100, Math.floor(timeout / 100)))
+    if (timeout !== undefined && pingIntervalMs + 2 * healthCheckTimeoutMs + marginMs > timeout) {
+      const rule =
+        `must be below the watchdog timeout (${timeout} ms) by at least ${marginMs} ms, or a healthy process ` +
+        'whose check fails once (a time-out, then a slow re-check) can miss it'
+      // Name the option the caller set (the default check timeout fits unless the interval leaves almost nothing).
       const field = `watchdog.${options.healthCheckTimeoutMs === undefined ? 'pingIntervalMs' : 'healthCheckTimeoutMs'}`
-      const sum = `watchdog.pingIntervalMs + watchdog.healthCheckTimeoutMs ${rule}`
-      const got = `(got ${pingIntervalMs} + ${healthCheckTimeoutMs} ms)`
+      const sum = `watchdog.pingIntervalMs + 2 × watchdog.healthCheckTimeoutMs ${rule}`
+      const got = `(got ${pingIntervalMs} + 2 × ${healthCheckTimeoutMs} ms)`
       throw new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', `sdnotify: option ${sum} ${got}`, { field, rule: sum })
     }
     for (const name of ['healthCheck', 'onUnhealthy'] as const) {
@@ -220,6 +239,8 @@ export class Watchdog {
       if (this.unhealthy !== undefined) {
         this.unhealthy = undefined
         if (this.options.reportStatus) await this.host.reportHealthy()
+        // stop() (notifier.close() at shutdown) or start() meanwhile: this tick is over, no ping.
+        if (generation !== this.generation) return
       }
       await this.host.sendPing(true)
       soon = false
@@ -279,8 +300,7 @@ export class Watchdog {
   private onSentinel(generation: number): void {
     if (generation !== this.generation) return
     this.sampleLoopDelay(generation, true)
-    const { maxEventLoopDelayMs } = this.options
-    if (maxEventLoopDelayMs !== false && this.worstDelayMs > maxEventLoopDelayMs && !this.ticking) {
+    if (this.stallMayExceed(this.worstDelayMs) && !this.ticking) {
       // Report a stall when it ends, not at the next tick: check now, off the schedule.
       void this.tick(generation, performance.now(), undefined)
     }
@@ -300,36 +320,71 @@ export class Watchdog {
     this.armSentinel(generation)
   }
 
+  /**
+   * A sentinel `lateMs` late means a stall of lateMs to lateMs + sentinelMs (it may have been armed up to one
+   * period before the stall began): count it when that may exceed the limit, so that no longer stall is missed.
+   */
+  private stallMayExceed(lateMs: number): boolean {
+    const { maxEventLoopDelayMs, sentinelMs } = this.options
+    return maxEventLoopDelayMs !== false && lateMs + sentinelMs > maxEventLoopDelayMs
+  }
+
   private async check(generation: number, lateMs: number): Promise<string | undefined> {
-    if (this.options.maxEventLoopDelayMs !== false) {
-      // The worst delay the sentinel saw since the last check, or how late this tick itself ran.
+    const { maxEventLoopDelayMs } = this.options
+    if (maxEventLoopDelayMs !== false) {
+      // The worst delay the sentinel saw since the last check; how late this tick itself ran is a lower bound too.
       this.sampleLoopDelay(generation, false)
-      const delayMs = Math.max(lateMs, this.worstDelayMs)
+      const worst = this.worstDelayMs
       this.worstDelayMs = 0
-      if (delayMs > this.options.maxEventLoopDelayMs) {
-        return `event loop delay ${Math.round(delayMs)} ms > ${this.options.maxEventLoopDelayMs} ms`
+      if (this.stallMayExceed(worst) || lateMs > maxEventLoopDelayMs) {
+        const least = Math.round(Math.max(lateMs, worst))
+        const most = Math.max(least, Math.round(worst + this.options.sentinelMs))
+        return `event loop blocked for ${least} to ${most} ms (limit ${maxEventLoopDelayMs} ms)`
       }
     }
     const { healthCheck, healthCheckTimeoutMs } = this.options
     if (!healthCheck) return undefined
+    // One call at a time: a call still pending (a check that hangs) is waited for, not made again and again.
+    const fresh = this.pending?.healthCheck !== healthCheck
+    const pending = fresh ? this.callHealthCheck(healthCheck) : (this.pending as PendingCheck)
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve(`health check timed out after ${healthCheckTimeoutMs} ms`), healthCheckTimeoutMs)
+      const giveUp = () => {
+        if (fresh) return resolve(`health check timed out after ${healthCheckTimeoutMs} ms`)
+        resolve(`health check still pending after ${Math.round(performance.now() - pending.startedAt)} ms`)
+      }
+      timer = setTimeout(giveUp, healthCheckTimeoutMs)
       timer.unref()
     })
-    const checked = (async () => {
-      try {
-        return (await healthCheck()) === false ? 'health check returned false' : undefined
-      } catch (error) {
-        return `health check failed: ${(error as Error)?.message ?? String(error)}`
-      }
-    })()
     try {
-      return await Promise.race([checked, timedOut])
+      return await Promise.race([pending.result, timedOut])
     } finally {
       clearTimeout(timer)
     }
   }
+
+  /** Calls healthCheck; its result is kept as `pending` until it settles. */
+  private callHealthCheck(healthCheck: () => unknown): PendingCheck {
+    const pending: PendingCheck = { healthCheck, startedAt: performance.now(), result: Promise.resolve(undefined) }
+    this.pending = pending // before the call: one that throws synchronously settles (and clears it) at once
+    pending.result = (async () => {
+      try {
+        return (await healthCheck()) === false ? 'health check returned false' : undefined
+      } catch (error) {
+        return `health check failed: ${errorText(error)}` // one line: it may go to STATUS=
+      } finally {
+        if (this.pending === pending) this.pending = undefined
+      }
+    })()
+    return pending
+  }
+}
+
+interface PendingCheck {
+  healthCheck: () => unknown
+  startedAt: number
+  /** The unhealthy reason, or undefined when it passed; never rejects. */
+  result: Promise<string | undefined>
 }
 
 function positive(option: string, value: unknown): void {

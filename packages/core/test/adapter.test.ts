@@ -9,6 +9,7 @@ import {
   SdNotifyError,
   validateAdapterOptions,
 } from '../src/index.js'
+import { validateWatchdogOptions } from '../src/adapter.js'
 
 const texts = (messages: { text: string }[]) =>
   messages.map((m) => m.text.replace(/MONOTONIC_USEC=\d+/, 'MONOTONIC_USEC=…'))
@@ -25,6 +26,7 @@ t.test('validateAdapterOptions: the shared names, rules naming the option, unkno
       'shutdownTimeoutMs',
       'handleSignals',
       'onReload',
+      'fdStore',
     ],
   )
   const ok = {
@@ -36,20 +38,21 @@ t.test('validateAdapterOptions: the shared names, rules naming the option, unkno
     shutdownTimeoutMs: 500,
     handleSignals: { signals: ['SIGTERM'] },
     onReload: () => undefined,
+    fdStore: { name: 'admin' },
     port: 1,
   }
   t.doesNotThrow(() => validateAdapterOptions('@sdnotify/x', ok, ['port']))
   t.doesNotThrow(() => validateAdapterOptions('@sdnotify/x', undefined, []))
   const cases: [unknown, string, RegExp][] = [
     [null, 'options', /^@sdnotify\/x: option options must be an object$/],
-    [{ prot: 1 }, 'prot', /^@sdnotify\/x: option prot is unknown \(known: notifier, .*onReload, port\)$/],
+    [{ prot: 1 }, 'prot', /^@sdnotify\/x: option prot is unknown \(known: notifier, .*onReload, fdStore, port\)$/],
     [{ notifier: {} }, 'notifier', /must be a Notifier/],
     [{ notifierOptions: 'x' }, 'notifierOptions', /must be an object/],
     [{ readyStatus: 1 }, 'readyStatus', /must be a string or a function/],
     [{ stoppingStatus: null }, 'stoppingStatus', /must be a string or a function/],
     [{ watchdog: 'yes' }, 'watchdog', /must be a boolean or an object/],
     [{ shutdownTimeoutMs: 0 }, 'shutdownTimeoutMs', /must be a positive number of ms/],
-    [{ shutdownTimeoutMs: 2 ** 31 }, 'shutdownTimeoutMs', /below 2\^31/],
+    [{ shutdownTimeoutMs: 2 ** 31 }, 'shutdownTimeoutMs', /below 2147478647/],
     [{ onReload: 'reload' }, 'onReload', /must be a function/],
     [
       { handleSignals: { signals: ['SIGHUP'] } },
@@ -57,6 +60,8 @@ t.test('validateAdapterOptions: the shared names, rules naming the option, unkno
       /^@sdnotify\/x: option handleSignals\.signals must not include SIGHUP/,
     ],
     [{ handleSignals: 'yes' }, 'handleSignals', /must be a boolean or/],
+    [{ fdStore: 'yes' }, 'fdStore', /^@sdnotify\/x: option fdStore must be true, false or \{ name \}$/],
+    [{ fdStore: { name: 'a:b' } }, 'fdStore.name', /^@sdnotify\/x: option fdStore\.name \S/],
   ]
   for (const [options, field, message] of cases) {
     t.throws(
@@ -86,11 +91,6 @@ t.test('resolveStatus: string, callback, throwing callback, odd results: always 
   t.equal(
     resolveStatus(() => 'line one\nline two', info, 'fallback', onError),
     'line one line two',
-  )
-  t.equal(
-    resolveStatus(() => 42 as unknown as string, info, 'fallback', onError),
-    '42',
-    'a non-string result: String(result)',
   )
   t.same(errors, [])
   const boom = new Error('boom')
@@ -245,4 +245,173 @@ t.test('onReloadSignal: SIGHUP only under systemd', async (t) => {
   remove?.()
   t.equal(process.listenerCount('SIGHUP'), before, 'removed')
   await n.close()
+})
+
+t.test('resolveStatus: synchronous; a promise or a non-string result gives the fallback, reported once', async (t) => {
+  const info = { addresses: ['http://127.0.0.1:3000'] }
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown) => unhandled.push(reason)
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => void process.removeListener('unhandledRejection', onUnhandled))
+  const cases: [string, () => unknown, RegExp][] = [
+    ['an async callback that rejects', async () => Promise.reject(new Error('async failure')), /returned a promise/],
+    ['an async callback that throws', async () => { throw new Error('async throw') }, /returned a promise/],
+    ['an async callback that resolves', async () => 'Up', /returned a promise/],
+    ['a thenable', () => ({ then: (_: unknown, reject: (e: Error) => void) => reject(new Error('x')) }), /promise/],
+    ['a number', () => 42, /returned a number, not a string/],
+    ['undefined', () => undefined, /returned undefined, not a string/],
+    ['an object', () => ({ status: 'Up' }), /returned an object, not a string/],
+  ]
+  for (const [label, callback, message] of cases) {
+    const errors: unknown[] = []
+    const status = resolveStatus(callback as unknown as () => string, info, 'Listening on x', (e) => errors.push(e))
+    t.equal(status, 'Listening on x', `${label}: the fallback`)
+    t.equal(errors.length, 1, `${label}: reported once`)
+    t.ok(errors[0] instanceof SdNotifyError, `${label}: an SdNotifyError`)
+    t.match((errors[0] as Error).message, message, label)
+  }
+  // Rejections surface as unhandledRejection after a macrotask turn.
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t.same(unhandled, [], 'no unhandled rejection, ever')
+})
+
+t.test('validateAdapterOptions: timeouts must fit a Node.js timer with the 5 s exit margin', async (t) => {
+  const max = 2 ** 31 - 1 - 5000
+  t.doesNotThrow(() => validateAdapterOptions('@sdnotify/x', { shutdownTimeoutMs: max - 1 }))
+  t.doesNotThrow(() => validateAdapterOptions('@sdnotify/x', { handleSignals: { timeoutMs: max - 1 } }))
+  for (const value of [max, 2 ** 31 - 1, Infinity, Number.NaN]) {
+    t.throws(
+      () => validateAdapterOptions('@sdnotify/x', { shutdownTimeoutMs: value }),
+      {
+        code: 'ERR_SDNOTIFY_INVALID_OPTION',
+        field: 'shutdownTimeoutMs',
+        message: /^@sdnotify\/x: option shutdownTimeoutMs must be a positive number of ms below 2147478647/,
+      },
+      `shutdownTimeoutMs ${value}`,
+    )
+    t.throws(
+      () => validateAdapterOptions('@sdnotify/x', { handleSignals: { timeoutMs: value } }),
+      {
+        code: 'ERR_SDNOTIFY_INVALID_OPTION',
+        field: 'handleSignals.timeoutMs',
+        message: /^@sdnotify\/x: option handleSignals\.timeoutMs must be a positive number of ms below 2147478647/,
+      },
+      `handleSignals.timeoutMs ${value}`,
+    )
+  }
+})
+
+t.test('validateAdapterOptions: watchdog options checked up front, unknown keys rejected', async (t) => {
+  const ok = {
+    pingIntervalMs: 100,
+    maxEventLoopDelayMs: false,
+    healthCheck: () => true,
+    healthCheckTimeoutMs: 20,
+    onUnhealthy: () => undefined,
+    reportStatus: false,
+  }
+  t.doesNotThrow(() => validateAdapterOptions('@sdnotify/x', { watchdog: ok }))
+  t.doesNotThrow(() => validateAdapterOptions('@sdnotify/x', { watchdog: { maxEventLoopDelayMs: 50 } }))
+  t.doesNotThrow(() => validateAdapterOptions('@sdnotify/x', { watchdog: true }))
+  t.doesNotThrow(
+    () => validateAdapterOptions('@sdnotify/x', { watchdog: { terminus: [] } }, ['watchdog.terminus']),
+    "an adapter's own watchdog key, declared as 'watchdog.<key>'",
+  )
+  t.doesNotThrow(
+    () => validateAdapterOptions('@sdnotify/nest', { watchdog: { terminus: [] } }, ['readyOn']),
+    "@sdnotify/nest's terminus",
+  )
+  t.throws(
+    () => validateAdapterOptions('@sdnotify/x', { 'watchdog.terminus': [] }, ['watchdog.terminus']),
+    { field: 'watchdog.terminus', message: /is unknown \(known: notifier, .*fdStore\)$/ },
+    'a declared watchdog key is not a top-level option',
+  )
+  const cases: [unknown, string, RegExp][] = [
+    [
+      { healthcheck: () => true },
+      'watchdog.healthcheck',
+      new RegExp(
+        '^@sdnotify/x: option watchdog\\.healthcheck is unknown \\(known: pingIntervalMs, maxEventLoopDelayMs, ' +
+          'healthCheck, healthCheckTimeoutMs, onUnhealthy, reportStatus\\)$',
+      ),
+    ],
+    [{ terminus: [] }, 'watchdog.terminus', /is unknown/],
+    [{ pingIntervalMs: '100' }, 'watchdog.pingIntervalMs', /must be a positive number of ms below 2\^31/],
+    [{ pingIntervalMs: 0 }, 'watchdog.pingIntervalMs', /must be a positive number of ms/],
+    [{ pingIntervalMs: 2 ** 31 }, 'watchdog.pingIntervalMs', /below 2\^31/],
+    [{ maxEventLoopDelayMs: true }, 'watchdog.maxEventLoopDelayMs', /must be false or a positive number of ms/],
+    [{ healthCheck: 'db' }, 'watchdog.healthCheck', /must be a function/],
+    [{ healthCheckTimeoutMs: -1 }, 'watchdog.healthCheckTimeoutMs', /must be a positive number of ms/],
+    [{ onUnhealthy: {} }, 'watchdog.onUnhealthy', /must be a function/],
+    [{ reportStatus: 'yes' }, 'watchdog.reportStatus', /must be a boolean/],
+  ]
+  for (const [watchdog, field, message] of cases) {
+    t.throws(
+      () => validateAdapterOptions('@sdnotify/x', { watchdog }),
+      { code: 'ERR_SDNOTIFY_INVALID_OPTION', field, message },
+      field,
+    )
+  }
+  t.throws(
+    () => validateWatchdogOptions('watchdog', { healthcheck: 1 }, []),
+    {
+      code: 'ERR_SDNOTIFY_INVALID_OPTION',
+      field: 'watchdog.healthcheck',
+      message: /^sdnotify: option watchdog\.healthcheck is unknown/,
+    },
+    'validateWatchdogOptions on its own',
+  )
+  t.doesNotThrow(() => validateWatchdogOptions('watchdog', { terminus: [] }, ['terminus']))
+  t.doesNotThrow(() => validateWatchdogOptions('watchdog', undefined, []))
+})
+
+t.test('a reload running when the stop begins sends no READY=1 or STATUS= after STOPPING=1', async (t) => {
+  const fake = fakeManager()
+  t.teardown(() => fake.close())
+  const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address } })
+  t.teardown(() => n.close())
+  await n.ready('Listening on http://127.0.0.1:3000')
+  await fake.waitFor(1)
+  for (const outcome of ['ok', 'fail'] as const) {
+    let release: () => void = () => {}
+    let running: Promise<void> | undefined
+    let calls = 0
+    const logged: string[] = []
+    const gate = new Promise<void>((resolve, reject) => {
+      release = () => (outcome === 'ok' ? resolve() : reject(new Error('bad config')))
+    })
+    // Only the first run waits for the gate (a second run, which must not happen, would not hang the test).
+    const handler = () => (++calls === 1 ? gate : undefined)
+    const remove = onReloadSignal(n, () => (running = runReload(n, handler, (message) => logged.push(message))))
+    const before = fake.messages.length
+    process.emit('SIGHUP', 'SIGHUP')
+    await fake.waitFor(before + 1) // RELOADING=1
+    process.emit('SIGHUP', 'SIGHUP') // coalesced: would run once more after this one
+    // The adapter's stop: the reload signal goes, then STOPPING=1.
+    remove?.()
+    await n.stopping('Shutting down')
+    release()
+    await running
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    t.same(
+      texts(fake.messages.slice(before)),
+      ['RELOADING=1\nMONOTONIC_USEC=…', 'STOPPING=1\nSTATUS=Shutting down'],
+      `${outcome}: nothing after STOPPING=1, and no second run`,
+    )
+    t.equal(calls, 1, `${outcome}: the coalesced reload did not run after the stop began`)
+    if (outcome === 'fail') t.same(logged, ['reload failed'], 'the failure is still logged')
+  }
+  // Installed again (a new app on the same notifier): reloads work again.
+  let ran = false
+  let running: Promise<void> | undefined
+  const remove = onReloadSignal(n, () => (running = runReload(n, () => void (ran = true))))
+  const before = fake.messages.length
+  process.emit('SIGHUP', 'SIGHUP')
+  await running
+  remove?.()
+  t.ok(ran, 'the handler ran')
+  t.same(texts(await fake.waitFor(before + 2)).slice(before), [
+    'RELOADING=1\nMONOTONIC_USEC=…',
+    'READY=1\nSTATUS=Shutting down',
+  ])
 })

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import t from 'tap'
 import { fakeManager } from '@sdnotify/systemd-harness'
-import { createNotifier, reportListenError } from '../src/index.js'
+import { createNotifier, reportListenError, validateShutdownSignals } from '../src/index.js'
 
 const inUse = Object.assign(new Error('listen EADDRINUSE: address already in use 127.0.0.1:80'), { code: 'EADDRINUSE' })
 const expected = 'STATUS=Failed to listen: listen EADDRINUSE: address already in use 127.0.0.1:80\nERRNO=98'
@@ -99,4 +99,37 @@ t.test('onShutdownSignal: a failed or overlong close exits 1, or sets exitCode w
       process.exit()
     }, 200))`)
   t.same(result, { code: 1, lines: ['exitCode 1'] })
+})
+
+t.test('onShutdownSignal: a host that registered with process.once still decides the exit', async (t) => {
+  const host = `process.once('SIGTERM', () => {
+      console.log('host handler')
+      setTimeout(() => { console.log('host flushed'); process.exit(42) }, 300)
+    })`
+  const before = await signalled(`${host}\n    onShutdownSignal(true, async () => console.log('closed'))`)
+  t.same(before, { code: 42, lines: ['closed', 'host handler', 'host flushed'] }, 'registered before ours')
+  const after = await signalled(`onShutdownSignal(true, async () => console.log('closed'))\n    ${host}`)
+  t.same(after, { code: 42, lines: ['closed', 'host handler', 'host flushed'] }, 'registered after ours')
+})
+
+t.test('onShutdownSignal: a timeout beyond a Node.js timer is clamped, not turned into 1 ms', async (t) => {
+  // An adapter passes shutdownTimeoutMs + 5000: without the clamp Node fires an overflowing timer after 1 ms.
+  const result = await signalled(`onShutdownSignal({ timeoutMs: 2 ** 31 - 1 + 4000 },
+      () => new Promise((resolve) => setTimeout(() => { console.log('closed'); resolve() }, 200)))`)
+  t.same(result, { code: 0, lines: ['closed'] }, 'the close finished, then exit 0')
+})
+
+t.test('validateShutdownSignals: timeoutMs a finite number of ms that fits a timer with the 5 s margin', async (t) => {
+  t.doesNotThrow(() => validateShutdownSignals({ timeoutMs: 2 ** 31 - 1 - 5001 }))
+  for (const timeoutMs of [2 ** 31 - 1 - 5000, Infinity, Number.NaN, 0, '100']) {
+    t.throws(
+      () => validateShutdownSignals({ timeoutMs } as never),
+      {
+        code: 'ERR_SDNOTIFY_INVALID_OPTION',
+        field: 'handleSignals.timeoutMs',
+        message: /^sdnotify: option handleSignals\.timeoutMs must be a positive number of ms below 2147478647 /,
+      },
+      String(timeoutMs),
+    )
+  }
 })

@@ -139,7 +139,7 @@ t.test('an event-loop stall longer than maxEventLoopDelayMs skips the ping', asy
     /* stall */
   }
   await sleep(50)
-  t.match(reasons[0], /^event loop delay \d+ ms > 150 ms$/)
+  t.match(reasons[0], /^event loop blocked for \d+ to \d+ ms \(limit 150 ms\)$/)
   n.watchdog.stop()
   await n.close()
 })
@@ -186,7 +186,7 @@ t.test('ticks run at a fixed rate, however long the health check takes', async (
 
 t.test('after an unhealthy tick the check comes back sooner: one transient failure costs no deadline', async (t) => {
   const clock = fakeClock(t)
-  // Defaults for WatchdogSec=1s: ping every 500 ms, checks may take 250 ms, re-check 125 ms after a failure.
+  // Defaults for WatchdogSec=1s: ping every 500 ms, checks may take 166 ms, re-check 125 ms after a failure.
   const { watchdog, pingTimes, log } = recordingWatchdog(1000)
   let calls = 0
   watchdog.start({ maxEventLoopDelayMs: false, healthCheck: () => ++calls !== 2 })
@@ -237,10 +237,10 @@ t.test('a health check that throws synchronously is unhealthy; a throwing onUnhe
   t.same(pingTimes, [1, 625, 1000, 1500], 'and the schedule goes on')
 })
 
-t.test('pingIntervalMs + healthCheckTimeoutMs must be below the watchdog timeout', async (t) => {
+t.test('pingIntervalMs + 2 × healthCheckTimeoutMs must be below the watchdog timeout', async (t) => {
   const { watchdog } = recordingWatchdog(30_000)
-  const sum = 'watchdog.pingIntervalMs + watchdog.healthCheckTimeoutMs'
-  const message = `sdnotify: option ${sum} must be below the watchdog timeout (30000 ms)`
+  const sum = 'watchdog.pingIntervalMs + 2 × watchdog.healthCheckTimeoutMs'
+  const message = `sdnotify: option ${sum} must be below the watchdog timeout (30000 ms) by at least 100 ms`
   t.throws(() => watchdog.start({ pingIntervalMs: 20_000, healthCheckTimeoutMs: 10_000 }), {
     code: 'ERR_SDNOTIFY_INVALID_OPTION',
     field: 'watchdog.healthCheckTimeoutMs',
@@ -299,7 +299,7 @@ t.test('a 3 s stall with a 2 s threshold is reported when it ends, and the statu
   // The next tick is 15 s away: the report comes from the sentinel, at once.
   await sleep(1000)
   t.equal(reasons.length, 1)
-  const delay = Number(/^event loop delay (\d+) ms > 2000 ms$/.exec(reasons[0] ?? '')?.[1])
+  const delay = Number(/^event loop blocked for (\d+) to \d+ ms \(limit 2000 ms\)$/.exec(reasons[0] ?? '')?.[1])
   // The sentinel runs every 500 ms (a quarter of the threshold): a 3 s stall makes it at least 2.5 s late.
   t.ok(delay >= 2500, `measured ${delay} ms`)
   t.ok(fake.messages.some((m) => m.text === `STATUS=Unhealthy, watchdog paused: ${reasons[0]}`), 'in STATUS')
@@ -312,4 +312,79 @@ t.test('a 3 s stall with a 2 s threshold is reported when it ends, and the statu
   t.ok(pings(fake.messages.map((m) => m.text)) > pingsBefore, 'and pinging')
   t.equal(fake.messages.filter((m) => m.text === 'STATUS=Serving').length, 2, 'the status was restored')
   n.watchdog.stop()
+})
+
+t.test('a health check failing with a multi-line message: a one-line reason, the Unhealthy status sent', async (t) => {
+  const fake = fakeManager()
+  t.teardown(() => fake.close())
+  const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '200000' } })
+  const reasons: string[] = []
+  const failure = new Error('db down\n    at Pool.connect (pool.js:1:1)')
+  n.watchdog.start({ healthCheck: () => Promise.reject(failure), onUnhealthy: (r) => reasons.push(r) })
+  await sleep(150)
+  n.watchdog.stop()
+  t.same(reasons, ['health check failed: db down at Pool.connect (pool.js:1:1)'], 'one line (errorText)')
+  t.ok(
+    fake.messages.some(
+      (m) => m.text === 'STATUS=Unhealthy, watchdog paused: health check failed: db down at Pool.connect (pool.js:1:1)',
+    ),
+    'the Unhealthy status was sent',
+  )
+  n.watchdog.start({
+    healthCheck: () => Promise.reject(new AggregateError([new Error('a'), new Error('b')], 'two checks failed')),
+    onUnhealthy: (r) => reasons.push(r),
+    reportStatus: false,
+  })
+  await sleep(150)
+  n.watchdog.stop()
+  t.equal(reasons[1], 'health check failed: two checks failed; a; b', 'an AggregateError with its errors')
+  await n.close()
+})
+
+t.test('reportUnhealthy: any reason still gives a valid one-line status', async (t) => {
+  const fake = fakeManager()
+  t.teardown(() => fake.close())
+  const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '200000' } })
+  const host = (n.watchdog as unknown as { host: WatchdogHost }).host
+  await host.reportUnhealthy('line one\nline two')
+  t.same(
+    (await fake.waitFor(1)).map((m) => m.text),
+    ['STATUS=Unhealthy, watchdog paused: line one line two'],
+  )
+  await n.close()
+})
+
+t.test("the default onError warning has one 'sdnotify: ' prefix", async (t) => {
+  const warnings: [string, string][] = []
+  const n = createNotifier({
+    env: { NOTIFY_SOCKET: '/nonexistent/notify', WATCHDOG_USEC: '200000' },
+    onWarning: (message, code) => warnings.push([message, code]),
+  })
+  n.watchdog.start({ maxEventLoopDelayMs: false }) // every ping fails: ENOENT
+  await sleep(150)
+  n.watchdog.stop()
+  const errors = warnings.filter(([, code]) => code === 'SDNOTIFY_ERROR')
+  t.ok(errors.length > 0, 'the failed pings were reported')
+  for (const [message] of errors) {
+    t.match(message, /^sdnotify: /, message)
+    t.notMatch(message, /^sdnotify: sdnotify: /, 'not doubled')
+  }
+  const plain: [string, string][] = []
+  const m = createNotifier({
+    env: { NOTIFY_SOCKET: '/nonexistent/notify', WATCHDOG_USEC: '200000' },
+    onWarning: (message, code) => plain.push([message, code]),
+  })
+  m.watchdog.start({
+    maxEventLoopDelayMs: false,
+    healthCheck: () => false,
+    reportStatus: false,
+    onUnhealthy: () => {
+      throw new Error('a bug in onUnhealthy')
+    },
+  })
+  await sleep(150)
+  m.watchdog.stop()
+  t.same(plain[0], ['sdnotify: a bug in onUnhealthy', 'SDNOTIFY_ERROR'], 'a message without the prefix gets it')
+  await n.close()
+  await m.close()
 })

@@ -5,6 +5,7 @@ import type { Server as HttpsServer } from 'node:https'
 import {
   createNotifier,
   errorText,
+  fdStoreName,
   formatAddress,
   type Notifier,
   onReloadSignal,
@@ -12,6 +13,7 @@ import {
   reportListenError,
   resolveStatus,
   runReload,
+  storeListeningSocket,
   trackHttpConnections,
 } from '@sdnotify/core'
 import { type SdNotifyServerOptions, validateOptions } from './options.js'
@@ -57,8 +59,16 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
 
   const connections = trackHttpConnections(server)
   let closing: Promise<void> | undefined
+  const storeName = fdStoreName(options.fdStore)
 
   const onReady = async () => {
+    // fdStore: the listening socket goes to systemd's fd store before READY=1, so a restart that follows at
+    // once already finds it there. Core's own warnings (no FileDescriptorStoreMax=…) are process warnings.
+    if (storeName !== undefined) {
+      await storeListeningSocket(notifier, server, storeName, (message) =>
+        process.emitWarning(message, { code: 'SDNOTIFY_FDSTORE' }),
+      )
+    }
     const addresses = [formatAddress(server.address(), protocol)]
     const status = resolveStatus(options.readyStatus, { addresses }, `Listening on ${addresses.join(', ')}`, (error) =>
       warn('readyStatus threw (sent the default status instead)', error),

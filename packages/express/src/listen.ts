@@ -1,6 +1,6 @@
 // listen(app, …): app.listen's arguments, plus readiness, a listen-error report and a graceful close.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { listenFds } from '@sdnotify/core'
+import { fdStoreName, findPassedSocket, type ListenConfig, passedListenSocket } from '@sdnotify/core'
 import { attach, listenErrorReports } from './attach.js'
 import { type ListenOptions, validateOptions } from './options.js'
 
@@ -48,9 +48,10 @@ export function listen(app: RequestHandler, ...args: unknown[]): Server {
     callback?.()
   }
 
-  const [activated] = listenFds(socketName === undefined ? {} : { name: socketName })
+  const objectForm = first !== null && typeof first === 'object'
+  const activated = passedSocket(options, objectForm ? { port, host, path } : positionalConfig(positional))
   if (activated) server.listen({ fd: activated.fd, ...(backlog === undefined ? {} : { backlog }) }, onListening)
-  else if (first !== null && typeof first === 'object') {
+  else if (objectForm) {
     server.listen(path === undefined ? { port: port ?? 0, host, backlog } : { path, backlog }, onListening)
   } else {
     // The positional form goes to server.listen untouched, as app.listen does: Node reads a string that is
@@ -58,4 +59,21 @@ export function listen(app: RequestHandler, ...args: unknown[]): Server {
     ;(server.listen as (...listenArgs: unknown[]) => Server)(...positional, onListening)
   }
   return server
+}
+
+/**
+ * The socket systemd passed back for this listener: with `socketName`, that .socket unit's socket as passed;
+ * otherwise the fd store's (with `fdStore`) when it is still bound where `config` asks, or a .socket unit's
+ * (core's passedListenSocket has the rules).
+ */
+function passedSocket(options: ListenOptions, config: ListenConfig) {
+  if (options.socketName !== undefined) return findPassedSocket({ name: options.socketName })
+  return passedListenSocket({ name: fdStoreName(options.fdStore), config })
+}
+
+/** What app.listen's positional arguments ask for: a port and host, or a unix socket path. */
+function positionalConfig([first, second]: unknown[]): ListenConfig {
+  if (typeof first === 'string' && Number.isNaN(Number(first))) return { path: first }
+  const port = typeof first === 'number' || typeof first === 'string' ? Number(first) : undefined
+  return { port, host: typeof second === 'string' ? second : undefined }
 }

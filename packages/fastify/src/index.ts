@@ -3,15 +3,17 @@
 import {
   type AdapterOptions,
   createNotifier,
+  fdStoreName,
   formatAddress,
-  listenFds,
   type Notifier,
   onReloadSignal,
   onShutdownSignal,
+  passedListenSocket,
   reportListenError,
   resolveStatus,
   runReload,
   SdNotifyError,
+  storeListeningSocket,
   trackHttpConnections,
   validateAdapterOptions,
   type WatchdogOptions,
@@ -52,12 +54,17 @@ declare module 'fastify' {
 // fastify-plugin plugins, but `register(sdNotify, { logLevel: 'warn' })` must not be an error.
 const REGISTER_OPTIONS = ['logLevel', 'logSerializers', 'prefix']
 
+function invalid(field: string, rule: string): SdNotifyError {
+  return new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', `${PACKAGE}: option ${field} ${rule}`, { field, rule })
+}
+
 function validate(options: SdNotifyOptions): void {
   validateAdapterOptions(PACKAGE, options, ['readyOn', ...REGISTER_OPTIONS])
   if (options.readyOn !== undefined && options.readyOn !== 'listen' && options.readyOn !== 'ready') {
-    const rule = "must be 'listen' or 'ready'"
-    const message = `${PACKAGE}: option readyOn ${rule}`
-    throw new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', message, { field: 'readyOn', rule })
+    throw invalid('readyOn', "must be 'listen' or 'ready'")
+  }
+  if (options.readyOn === 'ready' && fdStoreName(options.fdStore) !== undefined) {
+    throw invalid('fdStore', "needs readyOn: 'listen' (the socket is stored once the server listens, before READY=1)")
   }
 }
 
@@ -67,11 +74,15 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
   const ownNotifier = options.notifier === undefined
   const server = fastify.server
   const warn = (what: string, error?: unknown) => fastify.log.warn({ err: error }, `sdnotify: ${what}`)
+  const storeName = fdStoreName(options.fdStore)
   fastify.decorate('sdNotify', notifier)
   // https and HTTP/2 over TLS are tls.Server underneath.
   const protocol = typeof (server as { setSecureContext?: unknown }).setSecureContext === 'function' ? 'https' : 'http'
 
   const sendReady = async () => {
+    // fdStore: the listening socket goes to systemd's fd store first, so a restart that follows READY=1 at
+    // once already finds it there. Core's warnings (no FileDescriptorStoreMax=…) go to Fastify's logger.
+    if (storeName !== undefined) await storeListeningSocket(notifier, server, storeName, (m) => fastify.log.warn(m))
     const listening = options.readyOn === 'ready' ? [] : fastify.addresses()
     const addresses = listening.map((address) => formatAddress(address, protocol))
     const fallback = addresses.length > 0 ? `Listening on ${addresses.join(', ')}` : 'Ready'
@@ -195,16 +206,29 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
 export const sdNotify = fp(sdNotifyPlugin, { name: PACKAGE, fastify: '5.x' })
 export default sdNotify
 
+export interface SystemdListenOptions {
+  /** The fdStore name (or a .socket unit's FileDescriptorName=) of this listener's socket. Default 'http'. */
+  name?: string
+  /** Where a dropped socket's reason goes, e.g. `(message) => app.log.warn(message)`. Default: a process warning. */
+  warn?: (message: string) => void
+}
+
 /**
- * Listen options for a socket passed by systemd socket activation, or `fallback` when none was passed:
- * `await fastify.listen(systemdListenOptions({ port: 3000 }))`.
+ * Listen options for the socket systemd passed back (from the fd store, with `fdStore`, or a .socket unit),
+ * or `options` when none was passed: `await fastify.listen(systemdListenOptions({ port: 3000, host }))`.
+ * A stored socket bound elsewhere than `options` asks (the configuration changed) is dropped, removed from
+ * the store and the address bound anew (see @sdnotify/core's passedListenSocket for the rules).
  */
 export function systemdListenOptions(
-  fallback: FastifyListenOptions = { port: 3000 },
-  name?: string,
+  options: FastifyListenOptions = { port: 3000 },
+  name?: string | SystemdListenOptions,
 ): FastifyListenOptions {
-  const [socket] = listenFds(name === undefined ? {} : { name })
-  if (!socket) return fallback
+  const { name: socketName, warn } = typeof name === 'string' ? { name, warn: undefined } : (name ?? {})
+  // What Fastify would bind: with neither host nor path, 'localhost' (lib/server.js), not every interface.
+  const host = options.host ?? (options.path == null ? 'localhost' : undefined)
+  const config = { port: options.port, host, path: options.path ?? undefined }
+  const socket = passedListenSocket({ name: socketName, config, warn })
+  if (!socket) return options
   // Node's server.listen({ fd }) ignores host and port; a host other than 'localhost' just stops Fastify
   // from trying to bind extra loopback addresses next to the passed socket.
   return { fd: socket.fd, host: '0.0.0.0' } as FastifyListenOptions

@@ -4,7 +4,7 @@
 // - It runs in a private mount namespace with a tmpfs on /run, optionally chrooted into a Debian root
 //   (for newer systemd). We drive it from outside: `nsenter --mount --root` for systemctl, and
 //   /proc/<pid>/root/… for files, so the calling process never changes namespace.
-import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -20,6 +20,55 @@ export interface ManagerOptions {
   root?: string
   /** Host folders to make visible at the same path inside the root (the repository, temp dirs). */
   binds?: string[]
+}
+
+/**
+ * What services of a host-systemd (252) manager run: $SDNOTIFY_SERVICE_RUNTIME, a Node or Bun binary that nobody
+ * can execute (the runtime matrix, scripts/runtime-matrix.mjs), else this process's node. The Debian root's
+ * managers always use the root's /usr/bin/node.
+ */
+export const SERVICE_RUNTIME = process.env.SDNOTIFY_SERVICE_RUNTIME || process.execPath
+
+/** What SERVICE_RUNTIME is: its Node ABI (`process.versions.modules`), the Node version it reports, Bun's version. */
+export interface ServiceRuntime {
+  path: string
+  modules: string
+  node: string
+  bun?: string
+}
+
+let probed: ServiceRuntime | undefined
+
+/** Probes SERVICE_RUNTIME once (it must run here); this process's own versions when it is this node. */
+export function serviceRuntime(): ServiceRuntime {
+  if (probed) return probed
+  if (SERVICE_RUNTIME === process.execPath) {
+    probed = { path: SERVICE_RUNTIME, modules: process.versions.modules, node: process.versions.node }
+    return probed
+  }
+  const script = 'const v = process.versions; JSON.stringify({ modules: v.modules, node: v.node, bun: v.bun })'
+  const probe = spawnSync(SERVICE_RUNTIME, ['-p', script], { encoding: 'utf8' })
+  if (probe.status !== 0) {
+    throw new Error(`SDNOTIFY_SERVICE_RUNTIME=${SERVICE_RUNTIME} does not run: ${probe.error ?? probe.stderr}`)
+  }
+  probed = { path: SERVICE_RUNTIME, ...(JSON.parse(probe.stdout) as Omit<ServiceRuntime, 'path'>) }
+  return probed
+}
+
+/**
+ * Why a native addon built for this node (unix-dgram, compiled by node-gyp at install) cannot load in
+ * SERVICE_RUNTIME, or undefined when it can: both must have the same `process.versions.modules` (Bun has its own).
+ */
+export function serviceAddonSkipReason(): string | undefined {
+  const { modules, path } = serviceRuntime()
+  if (modules === process.versions.modules) return undefined
+  return `native addons are built for ABI ${process.versions.modules} (node ${process.version}), ${path} has ABI ${modules}`
+}
+
+/** `reason`, naming the Bun version, when SERVICE_RUNTIME is Bun (for a test of something Bun lacks); else undefined. */
+export function bunSkipReason(reason: string): string | undefined {
+  const { bun } = serviceRuntime()
+  return bun ? `not applicable on Bun ${bun}: ${reason}` : undefined
 }
 
 /** Why the systemd tests cannot run here, or undefined when they can. */
@@ -59,7 +108,7 @@ export class Manager {
   readonly cgroup: string
   /** A folder on the host, writable by the service user and visible at the same path inside the root. */
   readonly scratch: string
-  /** The node binary services use (inside the root). */
+  /** The node binary services use (inside the root; SERVICE_RUNTIME on the host). */
   readonly node: string
   readonly version: number
   private readonly child: ChildProcess
@@ -274,7 +323,8 @@ export async function startManager(options: ManagerOptions = {}): Promise<Manage
   const log: string[] = []
   child.stdout?.on('data', (chunk) => log.push(String(chunk)))
   child.stderr?.on('data', (chunk) => log.push(String(chunk)))
-  const manager = new Manager({ child, root, cgroup, scratch, log, version: 0, node: root === '/' ? process.execPath : '/usr/bin/node' })
+  const node = root === '/' ? SERVICE_RUNTIME : '/usr/bin/node'
+  const manager = new Manager({ child, root, cgroup, scratch, log, version: 0, node })
   live.add(manager)
   try {
     const privateSocket = manager.path(`${RUNTIME_DIR}/systemd/private`)
@@ -316,7 +366,10 @@ export function debianRootSkipReason(root = DEBIAN_ROOT): string | undefined {
 export { tmpdir }
 export { fakeManager, type FakeManager, type Received } from './fake-manager.js'
 export { readEvents, waitForEvent, waitForEvents, type ServiceEvent } from './events.js'
-export { assertStartsListening, canConnect, testPort, type Asserts } from './net.js'
+export { assertStartsListening, canConnect, testPort, type Asserts, type StartingManager } from './net.js'
 export { startLoad, type Load, type LoadOptions, type LoadResult } from './load.js'
+export { crashOrWedge, restartableApp, restartsUnderLoad, spawnService } from './restarts.js'
+export type { RestartableApp, ServiceProcess } from './restarts.js'
+export { Journald, journaldSkipReason, startJournald, type JournalEntry, type JournaldOptions } from './journald.js'
 export { adapterContract, fixtureEvents, selfSignedCertificate } from './contract.js'
 export type { ContractOptions, ContractProtocol, ContractTest, FixtureEvent } from './contract.js'

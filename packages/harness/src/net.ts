@@ -1,3 +1,4 @@
+import { readlinkSync, realpathSync } from 'node:fs'
 import { connect } from 'node:net'
 
 // Test files run in parallel (tap jobs, packages): each process takes its own block of ports, chosen by
@@ -24,6 +25,15 @@ export interface Asserts {
   equal(found: unknown, wanted: unknown, message: string): unknown
 }
 
+/** What assertStartsListening needs of a Manager. */
+export interface StartingManager {
+  systemctl(args: string[]): Promise<{ code: number; stderr: string }>
+  show(unit: string): Promise<Record<string, string>>
+  /** The host's view of the manager's root ('/' unless chrooted) and the runtime its services run. */
+  root?: string
+  node?: string
+}
+
 /**
  * `systemctl start`, then at once the proof every adapter owes: the start succeeded, a client can
  * connect the moment it returned, the unit is active and its StatusText names the address.
@@ -31,7 +41,7 @@ export interface Asserts {
  */
 export async function assertStartsListening(
   t: Asserts,
-  manager: { systemctl(args: string[]): Promise<{ code: number; stderr: string }>; show(unit: string): Promise<Record<string, string>> },
+  manager: StartingManager,
   unit: string,
   port: number,
 ): Promise<Record<string, string>> {
@@ -41,5 +51,10 @@ export async function assertStartsListening(
   const props = await manager.show(unit)
   t.equal(props.ActiveState, 'active', 'the unit is active')
   t.equal(props.StatusText, `Listening on http://127.0.0.1:${port}`, 'StatusText names the address')
+  if (manager.root === '/' && manager.node) {
+    // The runtime matrix (SDNOTIFY_SERVICE_RUNTIME) proves nothing unless the app really ran on that runtime.
+    const exe = readlinkSync(`/proc/${props.MainPID}/exe`)
+    t.equal(exe, realpathSync(manager.node), `the service runs on ${manager.node}`)
+  }
   return props
 }

@@ -1,4 +1,10 @@
-import { type AdapterOptions, SdNotifyError, validateAdapterOptions, type WatchdogOptions } from '@sdnotify/core'
+import {
+  type AdapterOptions,
+  fdStoreName,
+  SdNotifyError,
+  validateAdapterOptions,
+  type WatchdogOptions,
+} from '@sdnotify/core'
 
 const PACKAGE = '@sdnotify/nest'
 
@@ -74,6 +80,9 @@ export function validateOptions(options: SdNotifyModuleOptions): void {
   }
   if (options.readyOn !== undefined && !['auto', 'listen', 'bootstrap'].includes(options.readyOn)) {
     throw invalid('readyOn', "must be 'auto', 'listen' or 'bootstrap'")
+  }
+  if (options.readyOn === 'bootstrap' && fdStoreName(options.fdStore) !== undefined) {
+    throw invalid('fdStore', "needs an HTTP server: readyOn 'auto' or 'listen' (the socket is stored before READY=1)")
   }
   const e = options.extendStartTimeout
   if (e !== undefined && typeof e !== 'boolean') {

@@ -13,6 +13,7 @@ import { HttpAdapterHost, ModuleRef } from '@nestjs/core'
 import {
   createNotifier,
   errorText,
+  fdStoreName,
   formatAddress,
   type HttpDrain,
   type Notification,
@@ -21,6 +22,7 @@ import {
   reportListenError,
   resolveStatus,
   runReload,
+  storeListeningSocket,
   trackHttpConnections,
 } from '@sdnotify/core'
 import { EXTEND_START_DEFAULTS, type SdNotifyModuleOptions, validateOptions } from './options.js'
@@ -80,7 +82,11 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     this.installReload()
     const server = this.httpServer()
     const mode = this.options.readyOn ?? 'auto'
-    if (mode === 'bootstrap' || (mode === 'auto' && !server)) return this.ready([])
+    const storeName = fdStoreName(this.options.fdStore)
+    if (mode === 'bootstrap' || (mode === 'auto' && !server)) {
+      if (storeName !== undefined) this.logger.warn('fdStore is set, but the application has no HTTP server to store')
+      return this.ready([])
+    }
     if (!server) {
       this.logger.warn("readyOn is 'listen' but the application has no HTTP server: sending READY=1 now")
       return this.ready([])
@@ -91,9 +97,14 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     const secure = typeof (server as { setSecureContext?: unknown }).setSecureContext === 'function'
     const protocol = secure ? 'https' : 'http'
     // Nest's hooks all run before app.listen() binds: READY waits for the server's own 'listening' event.
-    const onListening = () => void this.ready([formatAddress(server.address(), protocol)])
+    // fdStore: the listening socket goes to systemd's fd store first (core's warnings to Nest's logger).
+    const onListening = async () => {
+      const warn = (message: string) => this.logger.warn(message)
+      if (storeName !== undefined) await storeListeningSocket(this.notifier, server, storeName, warn)
+      await this.ready([formatAddress(server.address(), protocol)])
+    }
     if (server.listening) return onListening()
-    server.once('listening', onListening)
+    server.once('listening', () => void onListening())
     // Ours runs first and tells systemd (ERRNO, STATUS), then Nest's listener rejects app.listen(). Only until
     // the server listens: a later server error (EMFILE on accept…) is the app's, as it would be without us.
     server.prependOnceListener('error', this.onListenError)

@@ -3,14 +3,14 @@
 // Writing to it needs no native code at all.
 import { write, writeSync } from 'node:fs'
 import { SdNotifyError } from '../errors.js'
-import { errnoName, isTransient, sendFailed } from '../system-errors.js'
+import { errnoName, sendFailed, spinWhileBusy } from '../system-errors.js'
 import { loadedLibc, MSG_DONTWAIT, MSG_NOSIGNAL } from './libc.js'
-import type { Transport, TransportOptions } from './transport.js'
+import { syncBudgetMs, type Transport, type TransportOptions } from './transport.js'
 
-/** true when `promise` settles (either way) before `deadline` (a Date.now() value); never rejects. */
+/** true when `promise` settles (either way) before `deadline` (a performance.now() value); never rejects. */
 function settlesBefore(promise: Promise<unknown>, deadline: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()))
+    const timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()))
     const settled = () => {
       clearTimeout(timer)
       resolve(true)
@@ -43,7 +43,7 @@ export class FdTransport implements Transport {
    */
   async send(message: Buffer): Promise<void> {
     const timeoutMs = this.options.sendTimeoutMs
-    const deadline = Date.now() + timeoutMs
+    const deadline = performance.now() + timeoutMs
     if (this.abandoned && !(await settlesBefore(this.abandoned, deadline))) {
       throw this.timeout(timeoutMs, 'an earlier write is still blocked: the manager is not reading its queue')
     }
@@ -85,20 +85,21 @@ export class FdTransport implements Transport {
   }
 
   sendSync(message: Buffer): void {
-    // With koffi loaded, a non-blocking send(2) retried for at most a second, like the koffi transport's.
+    // With koffi loaded, a non-blocking send(2) retried for a short, fixed time, like the koffi transport's.
     const libc = loadedLibc()
     if (libc) {
-      const timeoutMs = Math.min(this.options.sendTimeoutMs, 1000)
-      const deadline = Date.now() + timeoutMs
-      for (;;) {
+      let notSocket = false
+      const attempt = () => {
         const sent = Number(libc.sendto(this.fd, message, message.length, MSG_DONTWAIT | MSG_NOSIGNAL, null, 0))
-        if (sent === message.length) return
+        if (sent === message.length) return undefined
         if (sent >= 0) throw this.short(sent, message.length)
         const errno = errnoName(libc.errno())
-        if (errno === 'ENOTSOCK') break // not a socket after all: plain write(2) below
-        if (!isTransient(errno)) throw sendFailed(this.name, errno, 'send', ` on fd ${this.fd}`)
-        if (Date.now() > deadline) throw this.timeout(timeoutMs, 'the manager is not reading its queue')
+        notSocket = errno === 'ENOTSOCK' // not a socket after all: plain write(2) below
+        return notSocket ? undefined : errno
       }
+      const fail = (errno: string) => sendFailed(this.name, errno, 'send', ` on fd ${this.fd}`)
+      spinWhileBusy(attempt, fail, syncBudgetMs(this.options))
+      if (!notSocket) return
     }
     // Without koffi, writeSync would block the whole process while the manager does not read: refuse when a
     // write is already known to be stuck. Otherwise it may block (Node cannot make a write non-blocking).

@@ -1,14 +1,16 @@
 // In-process sendmsg(2) through koffi (a prebuilt FFI: no compiler, loads with install scripts blocked).
 // The datagram comes from our own PID, so the default NotifyAccess=main accepts it; SCM_RIGHTS gives
 // FDSTORE and BARRIER; an explicit sockaddr reaches abstract names.
+import { createReadStream, type ReadStream } from 'node:fs'
 import { Socket } from 'node:net'
 import type { UnixAddress } from '../address.js'
 import { SdNotifyError } from '../errors.js'
-import { errnoName, isTransient, retryWhileBusy, sendFailed } from '../system-errors.js'
+import { errnoName, isTransient, retryWhileBusy, sendFailed, spinWhileBusy } from '../system-errors.js'
 import {
   AF_UNIX,
   closeOnExec,
   type Libc,
+  loadedLibc,
   loadLibc,
   MSG_DONTWAIT,
   MSG_NOSIGNAL,
@@ -17,7 +19,7 @@ import {
   SOCK_CLOEXEC,
   SOCK_DGRAM,
 } from './libc.js'
-import type { Transport, TransportOptions } from './transport.js'
+import { syncBudgetMs, type Transport, type TransportOptions } from './transport.js'
 
 /** Either an address to send to, or a descriptor already connected to the notify socket (OpenFile=). */
 export type KoffiTarget = { address: UnixAddress } | { connectedFd: number }
@@ -28,6 +30,9 @@ export class KoffiTransport implements Transport {
   private readonly target: KoffiTarget
   private readonly options: TransportOptions
   private socketFd = -1
+  /** send() calls under way (barrier() included): close() waits for them. */
+  private sending = 0
+  private closeRequested = false
 
   constructor(target: KoffiTarget, options: TransportOptions) {
     this.target = target
@@ -45,19 +50,19 @@ export class KoffiTransport implements Transport {
 
   async send(message: Buffer, fds: readonly number[] = []): Promise<void> {
     const libc = (this.libc ??= await loadLibc())
-    const attempt = this.attempt(libc, message, fds)
-    await retryWhileBusy(attempt, (errno) => this.failure(errno, attempt.syscall), this.options.sendTimeoutMs)
+    this.sending++
+    try {
+      const attempt = this.attempt(libc, message, fds)
+      await retryWhileBusy(attempt, (errno) => this.failure(errno, attempt.syscall), this.options.sendTimeoutMs)
+    } finally {
+      if (--this.sending === 0 && this.closeRequested) this.close()
+    }
   }
 
   sendSync(message: Buffer): void {
     if (!this.libc) throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', 'sdnotify: koffi is not loaded yet: call notifier.prepare() first', { transport: this.name })
     const attempt = this.attempt(this.libc, message, [])
-    const deadline = Date.now() + Math.min(this.options.sendTimeoutMs, 1000)
-    for (;;) {
-      const errno = attempt()
-      if (errno === undefined) return
-      if (!isTransient(errno) || Date.now() > deadline) throw this.failure(errno, attempt.syscall)
-    }
+    spinWhileBusy(attempt, (errno) => this.failure(errno, attempt.syscall), syncBudgetMs(this.options))
   }
 
   trySend(message: Buffer): boolean {
@@ -107,10 +112,10 @@ export class KoffiTransport implements Transport {
     const pipe = new Int32Array(2)
     if (libc.pipe2(pipe, O_CLOEXEC) !== 0) throw sendFailed(this.name, errnoName(libc.errno()), 'pipe2')
     const [readFd, writeFd] = [pipe[0] as number, pipe[1] as number]
-    let reader: Socket
+    let reader: Socket | ReadStream
     try {
       await this.send(Buffer.from('BARRIER=1'), [writeFd])
-      reader = new Socket({ fd: readFd, readable: true, writable: false })
+      reader = pipeReader(readFd)
     } catch (cause) {
       // Not sent (or not watchable): nothing will ever close the read end for us.
       libc.close(readFd)
@@ -143,10 +148,32 @@ export class KoffiTransport implements Transport {
     return this.socketFd
   }
 
+  /**
+   * Closes the socket, once no send() is under way: one still retrying (retryWhileBusy sleeps between tries,
+   * within its time limit) holds the descriptor number, and would otherwise write to a closed descriptor, or
+   * to whatever file or socket reused the number meanwhile.
+   */
   close(): void {
+    if (this.sending > 0) {
+      this.closeRequested = true
+      return
+    }
+    this.closeRequested = false
     if (this.socketFd < 0) return
     const fd = this.socketFd
     this.socketFd = -1
-    void loadLibc().then((libc) => libc.close(fd), () => undefined)
+    const libc = this.libc ?? loadedLibc() // the socket was made through libc: it is loaded
+    libc?.close(fd)
   }
 }
+
+/**
+ * Watches a pipe's read end for EOF. Node: a net.Socket (libuv polls the pipe; a fs read stream would hold a
+ * thread-pool thread in a blocking read until the manager closes its copy). Bun 1.4's net.Socket never reports
+ * EOF on a pipe, its fs read stream does (measured by the runtime matrix, scripts/runtime-matrix.mjs).
+ */
+function pipeReader(fd: number): Socket | ReadStream {
+  if (process.versions.bun !== undefined) return createReadStream('', { fd })
+  return new Socket({ fd, readable: true, writable: false })
+}
+

@@ -1,5 +1,6 @@
-// The few libc calls the koffi transport needs, bound lazily: importing koffi and dlopen()ing libc
-// costs tens of ms, so it happens on the first real send, never at import time.
+// The few libc calls core needs (the koffi transport, close-on-exec for passed descriptors, inspecting a passed
+// socket), bound once for the whole process and lazily: importing koffi and dlopen()ing libc costs tens of ms,
+// so it happens on the first real send or inspection, never at import time.
 import { SdNotifyError } from '../errors.js'
 
 export interface Libc {
@@ -11,8 +12,12 @@ export interface Libc {
   pipe2(fds: Int32Array, flags: number): number
   /** fcntl(2) with an int argument (F_GETFD takes none: pass 0). */
   fcntl(fd: number, cmd: number, arg: number): number
-  /** pidfd_open(2) (glibc ≥ 2.34); undefined when libc lacks it (musl). */
+  getsockname(fd: number, address: Buffer, length: Uint32Array): number
+  getsockopt(fd: number, level: number, name: number, value: Int32Array, length: Uint32Array): number
+  /** pidfd_open(2) (glibc ≥ 2.36); undefined when the libc lacks the wrapper. */
   pidfdOpen: ((pid: number, flags: number) => number) | undefined
+  /** memfd_create(2) (glibc ≥ 2.27): the journal's large-entry path (sealed with fcntl F_ADD_SEALS). */
+  memfdCreate(name: string, flags: number): number
   errno(): number
   /** sizeof(size_t) on this platform, for struct cmsghdr. */
   sizeT: number
@@ -29,28 +34,45 @@ export const F_SETFD = 2
 export const FD_CLOEXEC = 1
 export const SOL_SOCKET = 1
 export const SCM_RIGHTS = 1
+export const AF_INET = 2
+export const AF_INET6 = 10
+export const SOCK_STREAM = 1
+export const SO_TYPE = 3
+export const SO_ACCEPTCONN = 30
 
 let loading: Promise<Libc> | undefined
 let loaded: Libc | undefined
 
+/** Loads koffi and binds libc (once per process); rejects with ERR_SDNOTIFY_UNSUPPORTED when that is impossible. */
 export function loadLibc(): Promise<Libc> {
-  loading ??= bind().then(
-    (libc) => {
-      loaded = libc
-      for (const fd of pendingCloseOnExec) setCloseOnExec(libc, fd)
-      pendingCloseOnExec.clear()
-      return libc
-    },
-    (cause: unknown) => {
-      loading = undefined
-      const reason = (cause as Error)?.message ?? cause
-      throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', `sdnotify: koffi transport unavailable: ${reason}`, {
-        transport: 'koffi',
-        cause,
-      })
-    },
-  )
-  return loading
+  loading ??= Promise.resolve().then(loadLibcSync)
+  // A failed load is tried again by the next caller (koffi may be installed meanwhile).
+  return loading.catch((error: unknown) => {
+    loading = undefined
+    throw error
+  })
+}
+
+/**
+ * loadLibc(), synchronously: for code that must answer now (inspecting a passed socket before the framework
+ * listens). The same binding either way, so the pending close-on-exec marks are applied whichever loads first.
+ */
+export function loadLibcSync(): Libc {
+  if (loaded) return loaded
+  let libc: Libc
+  try {
+    libc = bind()
+  } catch (cause) {
+    const reason = (cause as Error)?.message ?? cause
+    throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', `sdnotify: koffi transport unavailable: ${reason}`, {
+      transport: 'koffi',
+      cause,
+    })
+  }
+  loaded = libc
+  for (const [fd, identity] of pendingCloseOnExec) if (sameFile(fd, identity)) setCloseOnExec(libc, fd)
+  pendingCloseOnExec.clear()
+  return libc
 }
 
 /** libc, if something has loaded it already: for synchronous code that must not load koffi itself (~50 ms). */
@@ -58,18 +80,52 @@ export function loadedLibc(): Libc | undefined {
   return loaded
 }
 
-const pendingCloseOnExec = new Set<number>()
+/** Which file a descriptor refers to: fstat(2)'s device and inode. */
+type FileIdentity = { dev: bigint; ino: bigint }
+
+function identify(fd: number): FileIdentity | undefined {
+  try {
+    const { dev, ino } = process.getBuiltinModule('node:fs').fstatSync(fd, { bigint: true })
+    return { dev, ino }
+  } catch {
+    return undefined // closed already (EBADF)
+  }
+}
+
+function sameFile(fd: number, identity: FileIdentity): boolean {
+  const now = identify(fd)
+  return now !== undefined && now.dev === identity.dev && now.ino === identity.ino
+}
+
+/** Descriptors to mark once koffi loads, with the file each referred to when it was recorded. */
+const pendingCloseOnExec = new Map<number, FileIdentity>()
 
 /**
  * Marks descriptors systemd passed us close-on-exec, as libsystemd's sd_listen_fds() does, so that child
  * processes do not inherit sockets they know nothing about (and keep them open after we close ours).
- * Node has no fcntl(2): only koffi can do this. With koffi loaded, it happens now; otherwise when (if) a
- * transport loads it. Without koffi the descriptors stay inheritable, except those passed to
- * `server.listen({ fd })`, which libuv marks itself.
+ * Node (20 to 26) marks descriptors 0 to 16 itself at start-up (fcntl F_SETFD on each, seen with strace); Bun
+ * 1.4 does not. Node has no fcntl(2) for the others: only koffi can do this. With koffi loaded, it happens now;
+ * otherwise when (if) a transport or a socket inspection loads it, and then only if the number still refers to
+ * the file it referred to now (same device and inode): the application may have closed an unused descriptor
+ * meanwhile and the number been reused for something it means its children to inherit. Without koffi the
+ * descriptors above 16 stay inheritable, except those passed to `server.listen({ fd })`, which libuv marks.
  */
 export function closeOnExec(fds: readonly number[]): void {
-  if (loaded) for (const fd of fds) setCloseOnExec(loaded, fd)
-  else for (const fd of fds) pendingCloseOnExec.add(fd)
+  for (const fd of fds) {
+    if (loaded) setCloseOnExec(loaded, fd)
+    else {
+      const identity = identify(fd)
+      if (identity) pendingCloseOnExec.set(fd, identity)
+    }
+  }
+}
+
+/**
+ * Before spawning a child process: marks the pending descriptors now (loading koffi if any are pending). Never
+ * rejects: without koffi they stay inheritable, as documented above.
+ */
+export async function applyCloseOnExec(): Promise<void> {
+  if (pendingCloseOnExec.size > 0) await loadLibc().catch(() => undefined)
 }
 
 function setCloseOnExec(libc: Libc, fd: number): void {
@@ -85,9 +141,11 @@ interface Koffi {
   errno(): number
 }
 
-async function bind(): Promise<Libc> {
-  const imported = (await import('koffi')) as unknown as Koffi & { default?: Koffi }
-  const koffi = imported.default ?? imported
+function bind(): Libc {
+  // require(), not import(): the synchronous loader needs it, and koffi's CommonJS and ES entry points load the
+  // same native addon (one struct registry): one binding per process either way.
+  const { createRequire } = process.getBuiltinModule('node:module')
+  const koffi = createRequire(import.meta.url)('koffi') as Koffi
   let lib
   try {
     lib = koffi.load('libc.so.6') // glibc
@@ -118,8 +176,11 @@ async function bind(): Promise<Libc> {
     sendto: lib.func('intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)') as Libc['sendto'],
     close: lib.func('int close(int)') as Libc['close'],
     pipe2: lib.func('int pipe2(int *, int)') as Libc['pipe2'],
+    getsockname: lib.func('int getsockname(int, void *, void *)') as Libc['getsockname'],
+    getsockopt: lib.func('int getsockopt(int, int, int, void *, void *)') as Libc['getsockopt'],
     fcntl: (fd, cmd, arg) => fcntl(fd, cmd, 'int', arg),
     pidfdOpen,
+    memfdCreate: lib.func('int memfd_create(const char *, unsigned int)') as Libc['memfdCreate'],
     errno: () => koffi.errno(),
     sizeT: koffi.sizeof('size_t'),
   }

@@ -34,4 +34,13 @@ export interface Transport {
 export interface TransportOptions {
   /** How long a send may keep retrying while the manager's queue is full. */
   sendTimeoutMs: number
+  /**
+   * How long sendSync may retry (it blocks the process meanwhile). Fixed, unlike sendTimeoutMs, which the
+   * notifier sets to the time left to the message in flight. Default: min(sendTimeoutMs, 1000).
+   */
+  sendSyncTimeoutMs?: number
 }
+
+/** sendSync's time budget. */
+export const syncBudgetMs = (options: TransportOptions): number =>
+  options.sendSyncTimeoutMs ?? Math.min(options.sendTimeoutMs, 1000)

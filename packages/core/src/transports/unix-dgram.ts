@@ -61,7 +61,7 @@ export class UnixDgramTransport implements Transport {
     this.inFlight++
     try {
       const socket = this.open(dgram)
-      const deadline = Date.now() + this.options.sendTimeoutMs
+      const deadline = performance.now() + this.options.sendTimeoutMs
       while (!(await this.sendOnce(socket, message, deadline))) {
         /* congestion: waited for 'writable', try again */
       }
@@ -121,7 +121,7 @@ export class UnixDgramTransport implements Transport {
       socket.send(message, (error) => {
         if (!error) return resolve(true)
         if (error.code !== 1) return reject(sendFailed(this.name, errnoName(Number(error.code)), 'send', ` to ${this.address.path}`))
-        const remaining = deadline - Date.now()
+        const remaining = deadline - performance.now()
         const onWritable = () => {
           clearTimeout(timer)
           resolve(false)

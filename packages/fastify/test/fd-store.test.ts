@@ -1,0 +1,166 @@
+// Issue 12 for Fastify: `register(sdNotify, { fdStore })` + `listen(systemdListenOptions(…))` keep the listening
+// socket in systemd's fd store, so restarts, crashes and watchdog restarts refuse no connection.
+import { createServer, type Server } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import Fastify from 'fastify'
+import t from 'tap'
+import {
+  crashOrWedge,
+  type FakeManager,
+  fakeManager,
+  type Manager,
+  readEvents,
+  restartableApp,
+  restartsUnderLoad,
+  spawnService,
+  startManager,
+  systemdSkipReason,
+  testPort,
+  waitForEvents,
+} from '@sdnotify/systemd-harness'
+import sdNotify from '../src/index.js'
+
+const fixture = fileURLToPath(new URL('../fixtures/fd-store-app.mjs', import.meta.url))
+const texts = (fake: FakeManager) => fake.messages.map((m) => m.text)
+
+t.test('fdStore is validated at registration: the option and the rule are named', async (t) => {
+  const cases: [unknown, string, RegExp][] = [
+    // The FDNAME rules themselves are core's (sd_notify(3)): no ':', 1 to 255 characters…
+    [{ fdStore: { name: 'a:b' } }, 'fdStore.name', /^@sdnotify\/fastify: option fdStore\.name \S/],
+    [{ fdStore: { name: '' } }, 'fdStore.name', /^@sdnotify\/fastify: option fdStore\.name \S/],
+    [{ fdStore: 'yes' }, 'fdStore', /^@sdnotify\/fastify: option fdStore must be true, false or \{ name \}$/],
+    [{ fdStore: true, readyOn: 'ready' }, 'fdStore', /option fdStore needs readyOn: 'listen'/],
+  ]
+  for (const [options, field, message] of cases) {
+    const app = Fastify()
+    const registered = app.register(sdNotify, options as never).ready()
+    const rejected = await registered.then(() => undefined, (error: unknown) => error)
+    const expected = { name: 'SdNotifyError', code: 'ERR_SDNOTIFY_INVALID_OPTION', field, message }
+    t.match(rejected, expected, JSON.stringify(options))
+  }
+})
+
+/** A listening socket of the test's own, to pass to the service as systemd would. */
+async function socketToPass(t: Tap.Test): Promise<{ server: Server; fd: number; port: number }> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve))
+  t.teardown(() => server.close())
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd
+  return { server, fd, port: (server.address() as { port: number }).port }
+}
+declare namespace Tap {
+  type Test = { teardown(fn: () => unknown): void }
+}
+
+/** Runs the fixture beside a fake manager until it listens; `passed` becomes its fd 3. */
+async function service(t: Tap.Test, env: Record<string, string>, passed?: { fd: number; name: string }) {
+  const fake = fakeManager()
+  t.teardown(() => fake.close())
+  const log = `${fake.address}.log` // beside the fake socket, in its temporary folder
+  const proc = spawnService(fixture, { NOTIFY_SOCKET: fake.address, SDN_LOG: log, ...env }, passed)
+  t.teardown(() => void proc.child.kill('SIGKILL'))
+  const [listening] = await waitForEvents(log, 'listening', 1, 15_000)
+  if (!listening) throw new Error(`the fixture did not listen: ${proc.stderr()}`)
+  await fake.waitFor(1) // READY=1 is sent before listen() resolves
+  const stop = async () => {
+    proc.child.kill('SIGTERM')
+    return proc.exited
+  }
+  return { fake, log, listening, stop, port: (listening.address as { port: number }).port }
+}
+
+t.test('fake manager: FDSTORE=1 FDNAME=http with the listening socket, after listening, before READY=1', async (t) => {
+  const { fake, port, stop } = await service(t, { PORT: '0', SDN_FDSTORE: 'true' })
+  await fake.waitFor(2)
+  t.same(texts(fake), ['FDSTORE=1\nFDNAME=http\nFDPOLL=0', `READY=1\nSTATUS=Listening on http://127.0.0.1:${port}`])
+  const [stored] = fake.messages[0]?.fds ?? []
+  t.ok(stored !== undefined, 'one descriptor travelled with FDSTORE=1')
+  // The descriptor systemd would keep is the server's listening socket: listening on it here shows its port.
+  const probe = createServer()
+  await new Promise<void>((resolve) => probe.listen({ fd: stored as number }, resolve))
+  t.equal((probe.address() as { port: number }).port, port, 'it is the socket the app listens on')
+  await new Promise((resolve) => probe.close(resolve))
+  t.equal(await stop(), 0, 'graceful exit on SIGTERM')
+})
+
+t.test('a passed socket: listened on when it matches, dropped (fastify.log warns) when the port moved', async (t) => {
+  const socket = await socketToPass(t)
+  const same = await service(t, { PORT: String(socket.port), SDN_FDSTORE: 'true' }, { fd: socket.fd, name: 'http' })
+  socket.server.close() // the service holds it now: requests reach only the service
+  await same.fake.waitFor(2)
+  t.equal(same.listening.passed, 'http', 'listens on the stored socket')
+  t.equal(same.port, socket.port)
+  t.match(await (await fetch(`http://127.0.0.1:${socket.port}/`)).text(), `served by ${same.listening.pid}`)
+  const ready = `READY=1\nSTATUS=Listening on http://127.0.0.1:${socket.port}`
+  t.same(texts(same.fake).slice(0, 2), ['FDSTORE=1\nFDNAME=http\nFDPOLL=0', ready])
+  t.same(readEvents(same.log).filter((e) => e.event === 'warning'), [], 'no warning')
+  await same.stop()
+
+  const stale = await socketToPass(t)
+  const moved = testPort()
+  const changed = await service(t, { PORT: String(moved), SDN_FDSTORE: 'true' }, { fd: stale.fd, name: 'http' })
+  t.equal(changed.port, moved, 'the configured port is bound anew')
+  const [warning] = readEvents(changed.log).filter((e) => e.event === 'warning')
+  const why = `"http" (fd 3) is bound to 127.0.0.1:${stale.port}, the configuration asks for 127.0.0.1:${moved}`
+  t.match(warning?.message, why, 'the reason reached fastify.log')
+  await changed.fake.waitFor(3)
+  t.same(texts(changed.fake).slice(0, 3), [
+    'FDSTOREREMOVE=1\nFDNAME=http',
+    'FDSTORE=1\nFDNAME=http\nFDPOLL=0',
+    `READY=1\nSTATUS=Listening on http://127.0.0.1:${moved}`,
+  ], 'the stale socket leaves the store before the new one is stored')
+  await changed.stop()
+})
+
+t.test("a .socket unit's socket is used as passed (whatever the port says) and not stored again", async (t) => {
+  const socket = await socketToPass(t)
+  const activated = await service(t, { PORT: '1', SDN_FDSTORE: 'true' }, { fd: socket.fd, name: 'web.socket' })
+  socket.server.close()
+  t.equal(activated.listening.passed, 'web.socket')
+  t.equal(activated.port, socket.port)
+  t.same(texts(activated.fake), [`READY=1\nSTATUS=Listening on http://127.0.0.1:${socket.port}`], 'no FDSTORE')
+  await activated.stop()
+})
+
+// ---- real systemd ------------------------------------------------------------------------------------------
+
+const skip = systemdSkipReason()
+const listened = (log: string) => readEvents(log).filter((e) => e.event === 'listening')
+const app = (sd: Manager, env: Record<string, string>, options?: Parameters<typeof restartableApp>[3]) =>
+  restartableApp(sd, fixture, { SDN_BOOT_MS: '300', ...env }, options)
+
+t.test('Fastify fd store under systemd 252 (non-root, NotifyAccess=main)', { skip }, async (t) => {
+  const sd = await startManager()
+  t.teardown(() => sd.stop())
+
+  t.test('5 × systemctl restart under load: refused connections without fdStore, none with it', async (t) => {
+    const plain = await app(sd, {}, { store: 0 })
+    const restart = (unit: string) => () => sd.systemctl(['restart', unit])
+    const without = await restartsUnderLoad(sd, plain.unit, [plain.port], restart(plain.unit))
+    t.ok((without.results[0]?.refused ?? 0) > 0, `without fdStore: ${without.results[0]?.refused} refused`)
+
+    const stored = await app(sd, { SDN_FDSTORE: 'true' })
+    const { results, props } = await restartsUnderLoad(sd, stored.unit, [stored.port], restart(stored.unit))
+    const [result] = results
+    t.equal(result?.refused, 0, `no refused connection with fdStore (${JSON.stringify(result)})`)
+    t.equal(result?.inFlight, 0, 'no request failed in flight: each old process drained before it exited')
+    t.ok((result?.ok ?? 0) > 100, `${result?.ok} requests served`)
+    t.equal(props.NFileDescriptorStore, '1', 'systemd holds one descriptor')
+    const passed = listened(stored.log).map((e) => e.passed ?? 'bound')
+    t.same(passed, ['bound', 'http', 'http', 'http', 'http', 'http'], 'bound once, then the stored socket every time')
+    t.same(readEvents(stored.log).filter((e) => e.event === 'warning'), [], 'no warning')
+  })
+
+  t.test('crash (exit 1) and watchdog restarts under load: no refused connection', async (t) => {
+    const stored = await app(sd, { SDN_FDSTORE: 'true' }, { lines: ['WatchdogSec=1'] })
+    const crashes = (i: number) => crashOrWedge(sd, stored.unit, i)
+    const { results, props } = await restartsUnderLoad(sd, stored.unit, [stored.port], crashes)
+    t.equal(results[0]?.refused, 0, `no refused connection (${JSON.stringify(results[0])})`)
+    // Requests accepted by a process that then crashed or was killed by the watchdog cannot complete: counted
+    // apart, and not the store's to prevent.
+    t.comment(`in flight on the dying processes: ${results[0]?.inFlight}`)
+    t.equal(props.NRestarts, '5', 'five restarts (3 crashes, 2 watchdog kills)')
+    const fromStore = listened(stored.log).filter((e) => e.passed === 'http').length
+    t.equal(fromStore, 5, 'each restart listened on the stored socket')
+  })
+})
