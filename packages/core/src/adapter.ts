@@ -91,12 +91,6 @@ const WATCHDOG_OPTION_NAMES: readonly string[] = [
   'reportStatus',
 ]
 
-/**
- * The watchdog keys an adapter adds, for an adapter that does not declare them in extraNames as
- * 'watchdog.<key>' yet. @sdnotify/nest: `terminus` (its health indicators, which it checks itself).
- */
-const ADAPTER_WATCHDOG_KEYS: Readonly<Record<string, readonly string[]>> = { '@sdnotify/nest': ['terminus'] }
-
 const positiveMs = (value: unknown) => typeof value === 'number' && value > 0 && value < 2 ** 31
 
 /**
@@ -143,7 +137,6 @@ export function validateAdapterOptions(
   // 'watchdog.<key>' in extraNames: a key the adapter adds to the watchdog options (it checks its value itself).
   const own = extraNames.filter((name) => !name.includes('.'))
   const watchdogKeys = [
-    ...(ADAPTER_WATCHDOG_KEYS[packageName] ?? []),
     ...extraNames.filter((name) => name.startsWith('watchdog.')).map((name) => name.slice('watchdog.'.length)),
   ]
   const known = [...ADAPTER_OPTION_NAMES, ...own]

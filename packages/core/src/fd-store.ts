@@ -3,7 +3,6 @@
 // are kept while a restart job runs (and across crash and watchdog restarts) and passed to the next process
 // as LISTEN_FDS/LISTEN_FDNAMES. Connections arriving in between wait in the kernel's backlog instead of
 // being refused. The same functions serve socket activation: a .socket unit's descriptors arrive the same way.
-import { closeSync } from 'node:fs'
 import { invalidOption, SdNotifyError } from './errors.js'
 import { type Environment, systemdVariables } from './environment.js'
 import { listenFds } from './listen-fds.js'
@@ -69,7 +68,7 @@ export function findPassedSocket(options: FindPassedSocketOptions = {}): PassedS
         `sdnotify: the passed socket "${candidate.name}" (fd ${candidate.fd}) ${mismatch}: ` +
           'closing it, removing it from the fd store and binding the configured address',
       )
-      closeSync(candidate.fd)
+      process.getBuiltinModule('node:fs').closeSync(candidate.fd) // not imported: keeps core's import cheap
       taken.add(candidate.fd)
       staleNames.add(candidate.name)
       continue

@@ -25,6 +25,7 @@ export {
   runReload,
   storeListeningSocket,
   validateAdapterOptions,
+  validateWatchdogOptions,
 } from './adapter.js'
 export type { AdapterOptions, PassedListenSocket, ReadyInfo, StoppingInfo } from './adapter.js'
 export {

@@ -71,7 +71,7 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
     }
     const addresses = [formatAddress(server.address(), protocol)]
     const status = resolveStatus(options.readyStatus, { addresses }, `Listening on ${addresses.join(', ')}`, (error) =>
-      warn('readyStatus threw (sent the default status instead)', error),
+      warn('readyStatus failed (sent the default status instead)', error),
     )
     try {
       await notifier.ready(status)
@@ -129,7 +129,7 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
     notifier.watchdog.stop()
     removeReload?.()
     const base = resolveStatus(options.stoppingStatus, { signal }, 'Shutting down', (error) =>
-      warn('stoppingStatus threw (sent the default status instead)', error),
+      warn('stoppingStatus failed (sent the default status instead)', error),
     )
     const report = (count: number) => {
       const status = count > 0 ? `${base}: draining ${count} connection${count === 1 ? '' : 's'}` : base

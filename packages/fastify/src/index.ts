@@ -87,7 +87,7 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
     const addresses = listening.map((address) => formatAddress(address, protocol))
     const fallback = addresses.length > 0 ? `Listening on ${addresses.join(', ')}` : 'Ready'
     const status = resolveStatus(options.readyStatus, { addresses }, fallback, (error) =>
-      fastify.log.error({ err: error }, 'sdnotify: readyStatus threw; sent the default status instead'),
+      fastify.log.error({ err: error }, 'sdnotify: readyStatus failed; sent the default status instead'),
     )
     try {
       await notifier.ready(status)
@@ -156,7 +156,7 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
   fastify.addHook('preClose', async () => {
     removeReload?.() // no reload while stopping
     const base = resolveStatus(options.stoppingStatus, { signal: stopSignal }, 'Shutting down', (error) =>
-      fastify.log.error({ err: error }, 'sdnotify: stoppingStatus threw; sent the default status instead'),
+      fastify.log.error({ err: error }, 'sdnotify: stoppingStatus failed; sent the default status instead'),
     )
     const report = (count: number) => {
       const status = count > 0 ? `${base}: draining ${count} connection${count === 1 ? '' : 's'}` : base

@@ -62,7 +62,7 @@ export interface SdNotifyModuleOptions extends Omit<AdapterOptions, 'watchdog' |
   handleSignals?: false
 }
 
-const NEST_OPTIONS = ['readyOn', 'extendStartTimeout', 'warnWithoutShutdownHooks']
+const NEST_OPTIONS = ['readyOn', 'extendStartTimeout', 'warnWithoutShutdownHooks', 'watchdog.terminus']
 
 function invalid(option: string, rule: string): SdNotifyError {
   const message = `${PACKAGE}: option ${option} ${rule}`

@@ -118,7 +118,7 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     const info = { signal: signal as NodeJS.Signals | undefined }
     const fallback = signal ? `Shutting down (${signal})` : 'Shutting down'
     const base = resolveStatus(this.options.stoppingStatus, info, fallback, (error) =>
-      this.error('stoppingStatus threw; sent the default status instead', error),
+      this.error('stoppingStatus failed; sent the default status instead', error),
     )
     const report = (count: number) => {
       const status = count > 0 ? `${base}: draining ${count} connection${count === 1 ? '' : 's'}` : base
@@ -192,7 +192,7 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     this.stopExtending()
     const fallback = addresses.length > 0 ? `Listening on ${addresses.join(', ')}` : 'Ready'
     const status = resolveStatus(this.options.readyStatus, { addresses }, fallback, (error) =>
-      this.error('readyStatus threw; sent the default status instead', error),
+      this.error('readyStatus failed; sent the default status instead', error),
     )
     try {
       await this.notifier.ready(status)
