@@ -128,6 +128,8 @@ class SdNotifier implements Notifier {
   readonly enabled: boolean
   readonly watchdog: Watchdog
   private readonly strict: boolean
+  /** $FDSTORE (systemd ≥ 254): FileDescriptorStoreMax= of the unit, when not 0. */
+  private readonly fdStoreMax: string | undefined
   private readonly sendTimeoutMs: number
   private readonly forced: TransportName | undefined
   private readonly ctx: SelectionContext
@@ -167,6 +169,7 @@ class SdNotifier implements Notifier {
     validateOptions(options)
     const env = options.env ?? process.env
     const vars = systemdVariables(env)
+    this.fdStoreMax = vars.FDSTORE
     let address: NotifyAddress | undefined
     let addressProblem: string | undefined
     if (vars.NOTIFY_SOCKET !== undefined) {
@@ -323,6 +326,10 @@ class SdNotifier implements Notifier {
       unitFile.push('OpenFile=/run/systemd/notify:notify  # systemd ≥ 253, system services: pure-JS transport, no native module')
     }
     if (!this.watchdog.enabled) unitFile.push('WatchdogSec=30s  # restart the service when it stops answering')
+    // $FDSTORE: FileDescriptorStoreMax= (systemd ≥ 254 sets it when not 0; 252 never does, so this also shows there).
+    if (this.enabled && this.fdStoreMax === undefined) {
+      unitFile.push('FileDescriptorStoreMax=1  # for fdStore: systemd keeps the listening socket across restarts')
+    }
     return {
       enabled: this.enabled,
       notifySocket: this.ctx.notifySocket,

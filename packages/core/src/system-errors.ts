@@ -22,7 +22,7 @@ export function isTransient(name: string | undefined): boolean {
 export function sendFailed(transport: string, errno: string, syscall: string, detail = ''): SdNotifyError {
   const hint =
     errno === 'ENOENT' || errno === 'ECONNREFUSED'
-      ? ' (is the service manager running? It may be re-executing: the next send reconnects)'
+      ? ' (is the service manager running, and is NOTIFY_SOCKET right?)'
       : errno === 'EACCES' || errno === 'EPERM'
         ? ' (the notify socket is not writable by this user)'
         : ''

@@ -111,16 +111,22 @@ t.test('describe() explains the choice and what to put in the unit file', async 
   const fd = createNotifier({ env: { NOTIFY_SOCKET: '/run/x', LISTEN_FDS: '1', LISTEN_PID: String(process.pid), LISTEN_FDNAMES: 'notify' } })
   t.equal(fd.transport, 'fd')
   t.notMatch(fd.describe().unitFile.join('\n'), /OpenFile=/)
+
+  // fdStore (issue 12): what to add while $FDSTORE (systemd ≥ 254) does not show a FileDescriptorStoreMax=.
+  t.match(abstract.unitFile.join('\n'), /FileDescriptorStoreMax=1 .*fdStore/)
+  const stored = createNotifier({ env: { NOTIFY_SOCKET: '/run/x', FDSTORE: '2', PATH: '' } }).describe()
+  t.notMatch(stored.unitFile.join('\n'), /FileDescriptorStoreMax=/)
+  t.notMatch(off.unitFile.join('\n'), /FileDescriptorStoreMax=/, 'not under systemd: nothing about the store')
 })
 
 t.test('a send to a missing socket rejects with the transport and errno, and the next send reconnects', async (t) => {
   const fake = fakeManager()
   const address = fake.address
-  fake.close() // the manager is gone (re-executing)
+  fake.close() // the manager is gone (a daemon-reexec would keep its socket: systemd passes it to its new self)
   const n = createNotifier({ env: { NOTIFY_SOCKET: address } })
   const error = await n.ready().catch((e: unknown) => e)
   t.ok(error instanceof SdNotifyError)
   t.match(error, { code: 'ERR_SDNOTIFY_SEND_FAILED', transport: 'koffi', errno: /ENOENT|ECONNREFUSED/, syscall: 'sendto' })
-  t.match((error as Error).message, /re-executing: the next send reconnects/)
+  t.match((error as Error).message, /is the service manager running, and is NOTIFY_SOCKET right\?/)
   await n.close()
 })

@@ -257,7 +257,7 @@ t.test('a readyStatus callback that throws: READY=1 with the default status, and
   await new Promise((resolve) => server.once('listening', resolve))
   t.same(texts(await fake.waitFor(1)), [`READY=1\nSTATUS=Listening on http://127.0.0.1:${portOf(server)}`])
   await sleep(10) // warnings are emitted on the next tick
-  t.match(warnings, [{ code: 'SDNOTIFY_EXPRESS', message: /readyStatus threw .*: no status for you/ }])
+  t.match(warnings, [{ code: 'SDNOTIFY_EXPRESS', message: /readyStatus failed .*: no status for you/ }])
   await close(server)
 })
 
