@@ -49,7 +49,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect as tlsConnect } from 'node:tls'
 import { fakeManager } from './fake-manager.js'
-import { DEBIAN_ROOT, debianRootSkipReason, type Manager, startManager, systemdSkipReason } from './index.js'
+import { DEBIAN_ROOT, debianRootSkipReason, type Manager, startManager, systemdSkipReason } from './manager.js'
 import { canConnect, testPort } from './net.js'
 
 /** The part of a tap test the suite uses (the harness does not depend on tap). */

@@ -6,7 +6,7 @@
 // journald needs no PID 1: started directly, it creates /run/systemd/journal/{socket,stdout,dev-log} itself.
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { type Manager, removeCgroup } from './index.js'
+import { type Manager, removeCgroup } from './manager.js'
 
 const HIERARCHIES = ['systemd', 'unified', 'memory', 'pids', 'cpu']
 export const JOURNALD = '/lib/systemd/systemd-journald'

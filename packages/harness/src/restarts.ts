@@ -2,7 +2,7 @@
 // and a service process started the way systemd starts it after a restart (a listening socket as fd 3).
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import type { Manager } from './index.js'
+import type { Manager } from './manager.js'
 import { type LoadResult, startLoad } from './load.js'
 
 export interface RestartableApp {
