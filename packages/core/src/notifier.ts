@@ -611,10 +611,14 @@ class SdNotifier implements Notifier {
   }
 
   private timeout(job: Job): SdNotifyError {
-    const errno = job.errno ?? this.stalled
+    // Waiting behind a send the transport has not finished (a blocked write on the fd transport): the manager is
+    // not taking datagrams, which is EAGAIN to the caller even before that send itself gives up.
+    const behind = job.errno === undefined && this.stalled === undefined && this.inFlightDeadline !== undefined
+    const errno = job.errno ?? this.stalled ?? (behind ? 'EAGAIN' : undefined)
     const transport = this.active?.name
     let reason: string
-    if (errno === undefined) reason = 'it waited behind an earlier notification the transport was still sending'
+    if (behind) reason = 'it waited behind an earlier notification the manager has not taken yet (EAGAIN)'
+    else if (errno === undefined) reason = 'it waited behind an earlier notification the transport was still sending'
     else if (errno === 'ENOENT' || errno === 'ECONNREFUSED') {
       reason = `the notify socket is gone (${errno}): is the service manager running?`
     } else reason = `the manager's queue stayed full (${errno}): is the service manager frozen or overloaded?`
