@@ -32,7 +32,7 @@ const count = Number(countText)
 const histogram = monitorEventLoopDelay({ resolution: 1 })
 const result = { sent: 0 }
 // Ours: every message handed to the notifier at once; it queues and retries while the receiver is full.
-async function notifierSender(transport) {
+async function notifierSender (transport) {
   const n = createNotifier({ transport })
   await Promise.all(Array.from({ length: count }, (_, i) => n.status(String(i)).then(() => result.sent++)))
 }
@@ -40,7 +40,7 @@ const senders = {
   koffi: () => notifierSender('koffi'),
   'unix-dgram': () => notifierSender('unix-dgram'),
   // unix-dgram used directly, as its README shows: congestion is not retried.
-  async 'unix-dgram (raw)'() {
+  async 'unix-dgram (raw)' () {
     const require = createRequire(new URL('../packages/core/package.json', import.meta.url))
     const socket = require('unix-dgram').createSocket('unix_dgram')
     socket.on('error', () => {})
@@ -51,7 +51,7 @@ const senders = {
     }
     socket.close()
   },
-  async 'sd-notify (npm)'() {
+  async 'sd-notify (npm)' () {
     const sdNotify = createRequire(process.env.BENCH_SD_NOTIFY)('sd-notify')
     for (let i = 0; i < count; i++) {
       sdNotify.sendState(`STATUS=${i}\n`)

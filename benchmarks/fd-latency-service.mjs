@@ -13,7 +13,7 @@ const results = await measureInRounds(
     { name: 'koffi', n: count, time: (n) => timeSends(n, (i) => koffi.status(`koffi ${i}`)) },
     { name: 'floor', n: count, time: (n) => timeFloor(n) },
   ],
-  Number(process.env.BENCH_ROUNDS),
+  Number(process.env.BENCH_ROUNDS)
 )
 results.default.transport = fd.transport
 results.koffi.transport = koffi.transport

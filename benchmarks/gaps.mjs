@@ -23,7 +23,7 @@ export const gaps = {
  * Times `n` calls of `send(i)` per gap: total µs until the promise settles, and µs until the call
  * returned (the event loop's share: an asynchronous write returns before it completes).
  */
-export async function timeSends(n, send, gapNames = ['idle', 'warm']) {
+export async function timeSends (n, send, gapNames = ['idle', 'warm']) {
   await send(-1) // warm-up: the first send loads the transport
   const result = {}
   for (const gap of gapNames) {
@@ -50,7 +50,7 @@ export async function timeSends(n, send, gapNames = ['idle', 'warm']) {
  * drifts (a VM's neighbours) then shifts every method alike instead of whichever ran at the bad moment.
  * Each method is `{ name, n, time(n) }` where time resolves to `{ us, loopUs?, warmUs? }` for n messages.
  */
-export async function measureInRounds(methods, rounds) {
+export async function measureInRounds (methods, rounds) {
   const results = {}
   for (let round = 0; round < rounds; round++) {
     for (const method of methods) {
@@ -68,7 +68,7 @@ export async function measureInRounds(methods, rounds) {
 }
 
 /** floor.c's own measurement, both gaps: each send's duration as C sees it. */
-export function timeFloor(n) {
+export function timeFloor (n) {
   const floor = (gap) => {
     const run = spawnSync(process.env.BENCH_FLOOR, ['send', String(n), gap], { encoding: 'utf8' })
     if (run.status !== 0) throw new Error(`floor: ${run.stderr || run.error}`)

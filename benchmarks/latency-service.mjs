@@ -17,13 +17,22 @@ for (const transport of ['koffi', 'unix-dgram', 'exec']) {
   notifiers.push(notifier)
   // Spawning methods are timed after an idle gap only: a new process per message has no warm state.
   const gaps = transport === 'exec' ? ['idle'] : undefined
-  methods.push({ name: transport, n: gaps ? spawnCount : count, time: (n) => timeSends(n, (i) => notifier.status(`${transport} ${i}`), gaps) })
+  methods.push({
+    name: transport,
+    n: gaps ? spawnCount : count,
+    time: (n) => timeSends(n, (i) => notifier.status(`${transport} ${i}`), gaps),
+  })
 }
 if (process.env.BENCH_SD_NOTIFY) {
   const sdNotify = createRequire(process.env.BENCH_SD_NOTIFY)('sd-notify')
-  methods.push({ name: 'sd-notify (npm)', n: count, time: (n) => timeSends(n, async (i) => sdNotify.sendState(`STATUS=sd-notify ${i}\n`)) })
+  methods.push({
+    name: 'sd-notify (npm)',
+    n: count,
+    time: (n) => timeSends(n, async (i) => sdNotify.sendState(`STATUS=sd-notify ${i}\n`)),
+  })
 }
-const python = `import socket,os; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'STATUS=python', os.environ['NOTIFY_SOCKET'])`
+const python = 'import socket,os; s=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); ' +
+  's.sendto(b\'STATUS=python\', os.environ[\'NOTIFY_SOCKET\'])'
 methods.push({
   name: 'python3 one-liner',
   n: spawnCount,
@@ -34,7 +43,7 @@ methods.push({
         const run = spawnSync(process.env.BENCH_PYTHON || 'python3', ['-c', python])
         if (run.status !== 0) throw new Error(`python3: ${run.stderr}`)
       },
-      ['idle'],
+      ['idle']
     ),
 })
 if (process.env.BENCH_FLOOR) methods.push({ name: 'C sendto (floor)', n: count, time: (n) => timeFloor(n) })

@@ -8,10 +8,14 @@ import { startLoad, testPort } from '@sdnotify/systemd-harness'
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** @param {import('@sdnotify/systemd-harness').Manager} sd */
-export async function restartUnderLoad(sd, repo, restarts) {
+export async function restartUnderLoad (sd, repo, restarts) {
   const fixture = join(repo, 'packages/core/fixtures/fd-store-server.mjs')
   const variants = [
-    { name: 'Type=notify + fdStore (FileDescriptorStoreMax=1)', env: { SDN_FDSTORE: 'http' }, lines: ['Type=notify', 'FileDescriptorStoreMax=1'] },
+    {
+      name: 'Type=notify + fdStore (FileDescriptorStoreMax=1)',
+      env: { SDN_FDSTORE: 'http' },
+      lines: ['Type=notify', 'FileDescriptorStoreMax=1'],
+    },
     { name: 'Type=notify + a .socket unit', env: { SDN_ACTIVATED: '1' }, lines: ['Type=notify'], socket: true },
     { name: 'Type=notify (plain)', env: {}, lines: ['Type=notify'] },
     { name: 'Type=simple + ExecStartPost=/bin/sleep 1', env: {}, lines: ['Type=simple', 'ExecStartPost=/bin/sleep 1'] },
@@ -43,7 +47,9 @@ export async function restartUnderLoad(sd, repo, restarts) {
     }
     const result = await load.stop()
     await sd.systemctl(['stop', `${unit}.service`, ...(variant.socket ? [`${unit}.socket`] : [])])
-    const served = (await readFile(log, 'utf8').catch(() => '')).split('\n').filter((line) => line.includes('"listening"'))
+    const served = (await readFile(log, 'utf8').catch(() => ''))
+      .split('\n')
+      .filter((line) => line.includes('"listening"'))
     results.push({
       name: variant.name,
       restarts,

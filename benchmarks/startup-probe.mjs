@@ -20,4 +20,5 @@ t0 = process.hrtime.bigint()
 await n.ready('probe')
 const firstSendMs = elapsedMs(t0)
 const native = process.report.getReport().sharedObjects.filter((so) => /koffi|unix_dgram/.test(so)).length
-console.log(JSON.stringify({ importMs, referenceMs, firstSendMs, rssAddedMb: (process.memoryUsage().rss - rssBefore) / 1048576, native }))
+const rssAddedMb = (process.memoryUsage().rss - rssBefore) / 1048576
+console.log(JSON.stringify({ importMs, referenceMs, firstSendMs, rssAddedMb, native }))

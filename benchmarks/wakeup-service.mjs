@@ -18,7 +18,7 @@ if (mode === 'sd-notify') {
     const { monitorEventLoopDelay } = await import('node:perf_hooks')
     globalThis.histogram = monitorEventLoopDelay({ resolution: 20 }) // referenced, as the watchdog kept it
     globalThis.histogram.enable()
-    setInterval(() => void notifier.watchdog.ping(), Math.floor(usec / 2000)).unref()
+    setInterval(() => { void notifier.watchdog.ping() }, Math.floor(usec / 2000)).unref()
     await notifier.watchdog.ping()
   }
   await notifier.ready()

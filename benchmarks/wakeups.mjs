@@ -21,7 +21,7 @@ export const WAKEUP_VARIANTS = {
   'sd-notify': 'sd-notify startWatchdogMode(15000) (pings only, no health check)',
 }
 
-function sample(pid) {
+function sample (pid) {
   const status = readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8')
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ') // fields 3… of proc(5)
@@ -32,7 +32,7 @@ function sample(pid) {
 }
 
 /** Runs every variant at once on `sd` (a harness Manager) for windowMs; returns one row per variant. */
-export async function measureWakeups(sd, { windowMs = 10_000, settleMs = 10_000, sdNotify } = {}) {
+export async function measureWakeups (sd, { windowMs = 10_000, settleMs = 10_000, sdNotify } = {}) {
   const modes = Object.keys(WAKEUP_VARIANTS).filter((mode) => mode !== 'sd-notify' || sdNotify)
   const units = []
   for (const mode of modes) {

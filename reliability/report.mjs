@@ -5,14 +5,14 @@ const mark = (ok) => (ok ? '✅' : '❌')
 const cell = (value) => String(value).replace(/\|/g, '\\|')
 const anchor = (s) => `${s.id}-${s.systemd}-${s.transport ?? ''}`.replace(/[^a-z0-9-]/gi, '-').toLowerCase()
 
-function summaryRow(s) {
+function summaryRow (s) {
   const held = s.checks.filter((c) => c.ok).length
   const verdict = `${mark(held === s.checks.length)} ${held}/${s.checks.length}`
   const took = s.seconds === undefined ? '' : `${s.seconds.toFixed(0)} s`
   return `| [${s.title}](#${anchor(s)}) | ${s.systemd} | ${s.transport ?? ''} | ${verdict} | ${took} |`
 }
 
-function section(s) {
+function section (s) {
   const observed = s.observed.map(([what, value]) => `| ${cell(what)} | ${cell(value)} |`)
   return [
     `<a id="${anchor(s)}"></a>`,
@@ -28,7 +28,7 @@ function section(s) {
   ].join('\n')
 }
 
-export function renderReport(results) {
+export function renderReport (results) {
   const m = results.machine
   const checks = results.scenarios.flatMap((s) => s.checks)
   const held = checks.filter((c) => c.ok).length

@@ -37,7 +37,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const totals = { total: 0, pass: 0, fail: 0, skip: 0 }
 let current
 console.log('TAP version 14')
-function check(name, ok, detail = '') {
+function check (name, ok, detail = '') {
   const id = ++totals.total
   if (ok) totals.pass++
   else totals.fail++
@@ -45,11 +45,11 @@ function check(name, ok, detail = '') {
   const where = `${current.id} (systemd ${current.systemd})`
   console.log(`${ok ? 'ok' : 'not ok'} ${id} - ${where}: ${name}${detail === '' ? '' : ` (${detail})`}`)
 }
-function skipAll(what, reason) {
+function skipAll (what, reason) {
   totals.skip++
   console.log(`ok ${++totals.total} - ${what} # SKIP ${reason}`)
 }
-function finishTap() {
+function finishTap () {
   console.log(`1..${totals.total}`)
   console.log(`# { total: ${totals.total}, pass: ${totals.pass}, fail: ${totals.fail}, skip: ${totals.skip}, todo: 0 }`)
 }
@@ -68,7 +68,7 @@ const renamed = []
 const hogs = new Set()
 const taps = new Set()
 const scratches = new Set() // the managers' scratch folders, which the harness removes only in stop()
-function releaseFaults() {
+function releaseFaults () {
   for (const pid of frozen) {
     try {
       process.kill(pid, 'SIGCONT')
@@ -100,11 +100,11 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.exit(130)
   })
 }
-function freeze(sd) {
+function freeze (sd) {
   process.kill(sd.pid, 'SIGSTOP')
   frozen.add(sd.pid)
 }
-function thaw(sd) {
+function thaw (sd) {
   process.kill(sd.pid, 'SIGCONT')
   frozen.delete(sd.pid)
 }
@@ -116,7 +116,7 @@ function thaw(sd) {
  * level systemd logs every notification it accepts ("Got notification message from PID …"): the manager's side
  * of the account.
  */
-async function startObservedManager(options) {
+async function startObservedManager (options) {
   const sd = await startManager(options)
   scratches.add(sd.scratch)
   const consoleLog = join(sd.scratch, 'manager-console.log')
@@ -128,7 +128,7 @@ async function startObservedManager(options) {
     sd,
     consoleLog,
     services: 0,
-    async stop(keepAs) {
+    async stop (keepAs) {
       try {
         if (keepAs) copyFileSync(consoleLog, keepAs)
       } catch {
@@ -157,13 +157,13 @@ async function startObservedManager(options) {
   }
 }
 
-async function systemctl(sd, args) {
+async function systemctl (sd, args) {
   const result = await sd.systemctl(args)
   if (result.code !== 0) throw new Error(`systemctl ${args.join(' ')}: ${result.stderr.trim()}`)
   return result
 }
 
-function consoleLines(ctx) {
+function consoleLines (ctx) {
   if (!existsSync(ctx.consoleLog)) return []
   return readFileSync(ctx.consoleLog, 'utf8')
     .split('\n')
@@ -178,7 +178,7 @@ function consoleLines(ctx) {
  * Waits until the manager has logged everything before this point: it logs "Setting log level" for the D-Bus
  * call, and it reads the notify socket at a higher priority than D-Bus (sd-event priorities, manager.c).
  */
-async function consoleBarrier(ctx) {
+async function consoleBarrier (ctx) {
   const marks = () => consoleLines(ctx).filter((l) => l.text === 'Setting log level to debug.').length
   const before = marks()
   await systemctl(ctx.sd, ['log-level', 'debug'])
@@ -190,7 +190,7 @@ async function consoleBarrier(ctx) {
  * Notifications the manager accepted for `unit` (from `since`, a Date.now() value). systemd 252 logs
  * "…from PID 12 (READY=1, STATUS=x)", 257 "…from PID 12: READY=1, STATUS=x".
  */
-function notificationsFor(ctx, unit, since = 0) {
+function notificationsFor (ctx, unit, since = 0) {
   const prefix = `^${unit.replace('.', '\\.')}: Got notification message from PID`
   const pattern = new RegExp(`${prefix} (\\d+)(?: \\((.*)\\)|: (.*))$`)
   const out = []
@@ -212,7 +212,7 @@ function notificationsFor(ctx, unit, since = 0) {
 }
 
 /** The manager's lines about `unit` containing `text`, from `since`. */
-function logLines(ctx, unit, text, since = 0) {
+function logLines (ctx, unit, text, since = 0) {
   return consoleLines(ctx).filter((l) => l.t >= since && l.text.startsWith(`${unit}: `) && l.text.includes(text))
 }
 
@@ -221,7 +221,7 @@ function logLines(ctx, unit, text, since = 0) {
  * the notifier must never drop) that resolved true but never reached the manager. `superseded`: status-only calls
  * that resolved true but whose STATUS the manager never saw (a newer status replaced them in the queue).
  */
-function compare(stats, notes) {
+function compare (stats, notes) {
   const pattern = new RegExp(`^${stats.prefix} (\\d+)$`)
   const seqs = notes.map((n) => pattern.exec(n.status ?? '')?.[1]).filter(Boolean).map(Number)
   let increasing = true
@@ -238,14 +238,14 @@ function compare(stats, notes) {
     lastArrived: arrived.has(stats.last),
   }
 }
-function accountText(a) {
+function accountText (a) {
   const combined = a.combinedSent ? `combined lost ${a.lost} of ${a.combinedSent}; ` : ''
   const accepted = `${a.seqs.length} statuses accepted, in order: ${a.increasing}`
   return `${accepted}; ${combined}status-only superseded ${a.superseded}`
 }
 
 // ---- the service ----
-function call(port, path, timeoutMs = 120_000) {
+function call (port, path, timeoutMs = 120_000) {
   return new Promise((resolve, reject) => {
     const request = httpGet({ host: '127.0.0.1', port, path, agent: false, timeout: timeoutMs }, (response) => {
       let body = ''
@@ -261,7 +261,7 @@ function call(port, path, timeoutMs = 120_000) {
   })
 }
 
-async function waitFor(predicate, timeoutMs, stepMs = 100) {
+async function waitFor (predicate, timeoutMs, stepMs = 100) {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const value = await predicate()
@@ -273,7 +273,7 @@ async function waitFor(predicate, timeoutMs, stepMs = 100) {
 const PROPS = ['ActiveState', 'SubState', 'Result', 'NRestarts', 'StatusText', 'MainPID']
 
 /** A Type=notify unit running service.mjs as nobody; started, and answering on its port. */
-async function startService(ctx, prefix, env, lines, unitLines = []) {
+async function startService (ctx, prefix, env, lines, unitLines = []) {
   const { sd } = ctx
   const port = testPort()
   const name = `${prefix}${++ctx.services}`
@@ -296,7 +296,7 @@ async function startService(ctx, prefix, env, lines, unitLines = []) {
 }
 
 /** The service's own lifecycle log (every process of the unit appends to it). */
-function serviceEvents(log) {
+function serviceEvents (log) {
   try {
     return readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line))
   } catch {
@@ -305,7 +305,7 @@ function serviceEvents(log) {
 }
 
 /** Until the unit was restarted once more than `before` and runs again with a new main process. */
-function restartedAfter(ctx, unit, before, timeoutMs = 20_000) {
+function restartedAfter (ctx, unit, before, timeoutMs = 20_000) {
   return waitFor(async () => {
     const p = await ctx.sd.show(unit, PROPS)
     const again = Number(p.NRestarts) > Number(before.NRestarts) && p.ActiveState === 'active'
@@ -316,33 +316,33 @@ function restartedAfter(ctx, unit, before, timeoutMs = 20_000) {
 const failuresOf = (outcomes) => Object.entries(outcomes).reduce((sum, [k, n]) => (k === 'true' ? sum : sum + n), 0)
 const fmt = (n, digits = 1) => (typeof n === 'number' ? n.toFixed(digits) : String(n))
 const isErrno = (name) => /^E[A-Z0-9]+$/.test(name)
-function median(values) {
+function median (values) {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)]
 }
 
 // Checks shared by the scenarios.
-function checkSteady(props, pid0) {
+function checkSteady (props, pid0) {
   const same = pid0 === undefined || props.MainPID === String(pid0)
   const steady = props.NRestarts === '0' && props.ActiveState === 'active' && same
   const moved = same ? '' : `, MainPID ${props.MainPID} (was ${pid0})`
   const detail = `${props.ActiveState}, NRestarts=${props.NRestarts}${moved}`
   check('0 restarts, unit active (same main process)', steady, detail)
 }
-function checkNoProblems(report) {
+function checkNoProblems (report) {
   const clean = report.unhandled.length === 0 && report.errors.length === 0
   const errors = `${report.errors.length} background errors ${report.errors.join(' ')}`
   const detail = `${report.unhandled.length} unhandled, ${errors}`
   check('no unhandled rejection, no background error', clean, detail.trim())
 }
-function checkTransport(report, transport) {
+function checkTransport (report, transport) {
   check(`transport is ${transport}`, report.transport === transport, report.transport)
 }
 
 // ---- the scenarios ----
 const results = { quick, counts: N, command, date: new Date().toISOString().slice(0, 10), scenarios: [], machine: {} }
 
-async function scenario(meta, ctx, body) {
+async function scenario (meta, ctx, body) {
   current = { ...meta, systemd: ctx.sd.version, checks: [], observed: [] }
   results.scenarios.push(current)
   const t0 = Date.now()
@@ -364,7 +364,7 @@ const MIXED = 'alternately `status()` and `send({ status, extra: { X_SEQ: N } })
 const transportEnv = (transport) => ({ SOAK_TRANSPORT: transport === 'fd' ? 'auto' : transport })
 
 /** 1. The manager re-executes and reloads while the service sends numbered statuses and watchdog pings. */
-async function reexecScenario(ctx, { transport, extraLines = [] }) {
+async function reexecScenario (ctx, { transport, extraLines = [] }) {
   const meta = {
     id: 'reexec',
     title: 'manager re-executes and reloads under traffic',
@@ -412,14 +412,14 @@ async function reexecScenario(ctx, { transport, extraLines = [] }) {
     check(
       'nothing lost: every combined message reached the manager; statuses in order, the last one too',
       account.lost === 0 && account.increasing && account.lastArrived,
-      accountText(account),
+      accountText(account)
     )
     checkNoProblems(report)
   })
 }
 
 /** 2. The manager is frozen for 2 s (less than half of WatchdogSec=5) while a burst is sent. */
-async function freezeBurstScenario(ctx, { transport }) {
+async function freezeBurstScenario (ctx, { transport }) {
   const freezeMs = 2000
   const meta = {
     id: 'freeze-burst',
@@ -461,13 +461,13 @@ async function freezeBurstScenario(ctx, { transport }) {
     check(
       'every combined message reached the manager after SIGCONT; statuses in order, the last one too',
       account.lost === 0 && account.increasing && account.lastArrived && notes.every((n) => n.t >= thawedAt),
-      accountText(account),
+      accountText(account)
     )
     check('StatusText is the last of the burst', props.StatusText === `burst ${N.burst}`, props.StatusText)
     check(
       'the event loop never waited on the frozen manager (max delay < 250 ms)',
       stats.maxLoopDelayMs < 250,
-      `${fmt(stats.maxLoopDelayMs)} ms`,
+      `${fmt(stats.maxLoopDelayMs)} ms`
     )
     checkSteady(props, svc.report.pid)
     checkNoProblems(report)
@@ -475,7 +475,7 @@ async function freezeBurstScenario(ctx, { transport }) {
 }
 
 /** 3. The manager stays frozen (no watchdog) while the application calls status() every 10 ms. */
-async function longFreezeScenario(ctx, { transport, extraLines = [] }) {
+async function longFreezeScenario (ctx, { transport, extraLines = [] }) {
   const everyMs = 10
   const slackMs = 1000
   const meta = {
@@ -523,7 +523,7 @@ async function longFreezeScenario(ctx, { transport, extraLines = [] }) {
     observe('errno of the rejections', JSON.stringify(stats.rejectErrnos))
     observe(
       'longest a call stayed unsettled / longest until a rejection',
-      `${fmt(stats.maxOldestPendingMs, 0)} / ${fmt(stats.maxRejectMs, 0)} ms (sendTimeoutMs ${N.sendTimeoutMs})`,
+      `${fmt(stats.maxOldestPendingMs, 0)} / ${fmt(stats.maxRejectMs, 0)} ms (sendTimeoutMs ${N.sendTimeoutMs})`
     )
     observe('most calls unsettled at once', stats.maxPending)
     observe('heap after GC: before / near the end of the freeze / after', `${heaps.join(' / ')} MB`)
@@ -537,12 +537,12 @@ async function longFreezeScenario(ctx, { transport, extraLines = [] }) {
     check(
       'rejections are ERR_SDNOTIFY_TIMEOUT and carry the errno',
       onlyTimeouts && Object.keys(stats.rejectErrnos).every(isErrno),
-      `${JSON.stringify(rejections)}, errno ${JSON.stringify(stats.rejectErrnos)}`,
+      `${JSON.stringify(rejections)}, errno ${JSON.stringify(stats.rejectErrnos)}`
     )
     check(
       `no call waited past sendTimeoutMs (+${slackMs} ms)`,
       Math.max(stats.maxOldestPendingMs, stats.maxSettleMs) <= N.sendTimeoutMs + slackMs,
-      `oldest unsettled ${fmt(stats.maxOldestPendingMs, 0)} ms, slowest to settle ${fmt(stats.maxSettleMs, 0)} ms`,
+      `oldest unsettled ${fmt(stats.maxOldestPendingMs, 0)} ms, slowest to settle ${fmt(stats.maxSettleMs, 0)} ms`
     )
     const bounded = stats.maxPending <= backlogBound
     check(`backlog bounded (≤ ${backlogBound} calls unsettled at once)`, bounded, stats.maxPending)
@@ -550,7 +550,7 @@ async function longFreezeScenario(ctx, { transport, extraLines = [] }) {
     check(
       'sending resumed after SIGCONT: the last status arrived and is shown',
       props.StatusText === `seq ${stats.last}` && account.lastArrived,
-      `"${props.StatusText}", last "seq ${stats.last}"`,
+      `"${props.StatusText}", last "seq ${stats.last}"`
     )
     check('what arrived arrived in order', account.increasing, accountText(account))
     checkSteady(props, svc.report.pid)
@@ -558,7 +558,7 @@ async function longFreezeScenario(ctx, { transport, extraLines = [] }) {
 }
 
 /** 4a. The notify socket is renamed away and back while the service keeps sending. */
-async function socketGoneScenario(ctx, { transport, extraLines = [] }) {
+async function socketGoneScenario (ctx, { transport, extraLines = [] }) {
   const meta = {
     id: 'socket-gone',
     title: 'notify socket disappears and comes back',
@@ -597,12 +597,12 @@ async function socketGoneScenario(ctx, { transport, extraLines = [] }) {
     check(
       'every call settled; each failure was a rejection naming the errno',
       stats.unsettled === 0 && Object.keys(stats.rejectErrnos).every(isErrno),
-      `${failures} failed: ${JSON.stringify(stats.rejectErrnos)}`,
+      `${failures} failed: ${JSON.stringify(stats.rejectErrnos)}`
     )
     check(
       'nothing lost: every combined message reported sent reached the manager; statuses in order',
       account.lost === 0 && account.increasing,
-      accountText(account),
+      accountText(account)
     )
     check('sending resumed: the last status is shown', props.StatusText === `seq ${stats.last}`, props.StatusText)
     checkSteady(props, svc.report.pid)
@@ -611,7 +611,7 @@ async function socketGoneScenario(ctx, { transport, extraLines = [] }) {
 }
 
 /** 4b. A burst of thousands into a live manager: EAGAIN all along (the socket queue holds max_dgram_qlen). */
-async function stormScenario(ctx, { transport }) {
+async function stormScenario (ctx, { transport }) {
   const qlen = readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8').trim()
   const meta = {
     id: 'storm',
@@ -636,7 +636,7 @@ async function stormScenario(ctx, { transport }) {
     observe('wall time, rate', `${fmt(stats.ms, 0)} ms, ${fmt(N.storm / (stats.ms / 1000), 0)} calls/s`)
     observe(
       'max event-loop delay (service, 1 ms resolution); time to make the calls',
-      `${fmt(stats.maxLoopDelayMs)} ms; ${fmt(stats.submitMs)} ms`,
+      `${fmt(stats.maxLoopDelayMs)} ms; ${fmt(stats.submitMs)} ms`
     )
     observe('what the manager accepted', accountText(account))
     checkTransport(report, transport)
@@ -644,7 +644,7 @@ async function stormScenario(ctx, { transport }) {
     check(
       'every combined message arrived; statuses in order, the last one too (and shown)',
       account.lost === 0 && account.increasing && account.lastArrived && props.StatusText === `storm ${N.storm}`,
-      `${accountText(account)}; StatusText "${props.StatusText}"`,
+      `${accountText(account)}; StatusText "${props.StatusText}"`
     )
     checkSteady(props, svc.report.pid)
     checkNoProblems(report)
@@ -652,7 +652,7 @@ async function stormScenario(ctx, { transport }) {
 }
 
 /** 4c. A health check that never settles, then one that throws synchronously: each must get a watchdog restart. */
-async function healthScenario(ctx) {
+async function healthScenario (ctx) {
   const meta = {
     id: 'health',
     title: 'health check hangs, health check throws',
@@ -691,24 +691,24 @@ async function healthScenario(ctx) {
     check(
       'a health check that never settles led to a watchdog restart',
       outcomes[0].restarted && reasons.some((r) => /timed out/.test(r)),
-      reasons[0] ?? 'no unhealthy report',
+      reasons[0] ?? 'no unhealthy report'
     )
     check(
       'a health check that throws synchronously led to a watchdog restart',
       outcomes[1].restarted && reasons.some((r) => /threw synchronously/.test(r)),
-      reasons[1] ?? 'no unhealthy report',
+      reasons[1] ?? 'no unhealthy report'
     )
     check(
       'both were Result=watchdog (2 restarts, 2 watchdog timeouts)',
       props.NRestarts === '2' && watchdogResults === 2 && timeouts === 2,
-      `NRestarts=${props.NRestarts}, ${watchdogResults} Result=watchdog, ${timeouts} timeouts`,
+      `NRestarts=${props.NRestarts}, ${watchdogResults} Result=watchdog, ${timeouts} timeouts`
     )
     check('no unhandled rejection', unhandled === 0, unhandled)
   })
 }
 
 /** 5. A healthy service beside two CPU hogs, WatchdogSec=1s: no false restart; then stalls: one restart each. */
-async function soakScenario(ctx) {
+async function soakScenario (ctx) {
   const stallMs = 2000
   const meta = {
     id: 'soak',
@@ -716,7 +716,7 @@ async function soakScenario(ctx) {
     transport: 'koffi',
     injected:
       `WatchdogSec=1s, Restart=on-watchdog. Two CPU hogs (\`yes > /dev/null\`, nice 0) for ${N.healthyMs / 1000} s ` +
-      `beside the healthy service; then the hogs stop and an HTTP request blocks the service's event loop for ` +
+      'beside the healthy service; then the hogs stop and an HTTP request blocks the service\'s event loop for ' +
       `${stallMs} ms, ${N.stalls} times`,
     often: `${N.healthyMs / 1000} s soak, ${N.stalls} stalls`,
   }
@@ -759,7 +759,7 @@ async function soakScenario(ctx) {
       '0 false restarts beside the CPU hogs',
       healthy.NRestarts === '0' && falseTimeouts === 0 && healthy.ActiveState === 'active' &&
         healthy.MainPID === String(svc.report.pid),
-      `NRestarts=${healthy.NRestarts}, ${falseTimeouts} watchdog timeouts`,
+      `NRestarts=${healthy.NRestarts}, ${falseTimeouts} watchdog timeouts`
     )
     checkNoProblems(report)
 
@@ -782,12 +782,12 @@ async function soakScenario(ctx) {
     observe("manager: 'Watchdog timeout', Result=watchdog", `${timeouts}, ${watchdogResults}`)
     observe(
       'from the stall request to the restarted unit active: median / max',
-      restarted ? `${median(restartMs)} / ${Math.max(...restartMs)} ms` : 'n/a',
+      restarted ? `${median(restartMs)} / ${Math.max(...restartMs)} ms` : 'n/a'
     )
     check(
       `${N.stalls} stalls, ${N.stalls} restarts, each Result=watchdog`,
       [restarted, Number(props.NRestarts), timeouts, watchdogResults].every((n) => n === N.stalls),
-      `${restarted} seen, NRestarts=${props.NRestarts}, ${timeouts} timeouts, ${watchdogResults} Result=watchdog`,
+      `${restarted} seen, NRestarts=${props.NRestarts}, ${timeouts} timeouts, ${watchdogResults} Result=watchdog`
     )
   })
 }
@@ -797,7 +797,7 @@ async function soakScenario(ctx) {
  * service as any other process on the machine would. Killed in finally blocks and on exit, and by the kernel
  * if this process dies first (setpriv --pdeathsig).
  */
-function startHogs(count) {
+function startHogs (count) {
   const started = []
   for (let i = 0; i < count; i++) {
     const args = ['--pdeathsig', 'KILL', '/bin/sh', '-c', 'exec yes > /dev/null']
@@ -809,7 +809,7 @@ function startHogs(count) {
 }
 
 /** utime + stime of a process, in seconds (USER_HZ is 100 on Linux). */
-function cpuTime(pid) {
+function cpuTime (pid) {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
     return (Number(fields[11]) + Number(fields[12])) / 100
@@ -818,7 +818,7 @@ function cpuTime(pid) {
   }
 }
 
-function gitDescribe() {
+function gitDescribe () {
   try {
     const sha = execFileSync('git', ['-C', repo, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()
     const status = ['-C', repo, 'status', '--porcelain', '--', 'packages/core/src']

@@ -44,7 +44,7 @@ const notifier = createNotifier({
  * notifier must never drop, while it may let a newer status-only message supersede a queued one.
  */
 class Series {
-  constructor(prefix, mixed) {
+  constructor (prefix, mixed) {
     this.prefix = prefix
     this.mixed = mixed
     this.seq = 0
@@ -58,7 +58,8 @@ class Series {
     this.rejectErrnos = {}
     this.firstAfter = undefined // { mark, seq, settledMs }: the first call submitted after mark()
   }
-  submit() {
+
+  submit () {
     const seq = ++this.seq
     const at = performance.now()
     this.open.set(seq, at)
@@ -81,19 +82,22 @@ class Series {
     const call = combined ? notifier.send({ status: text, extra: { X_SEQ: seq } }) : notifier.status(text)
     call.then(
       (sent) => settle(String(sent)),
-      (error) => settle(`rejected ${error?.code}`, error ?? {}),
+      (error) => settle(`rejected ${error?.code}`, error ?? {})
     )
   }
+
   /** The age of the oldest call still waiting, in ms. */
-  sample() {
+  sample () {
     const oldest = this.open.values().next()
     if (!oldest.done) this.maxOldestPendingMs = Math.max(this.maxOldestPendingMs, performance.now() - oldest.value)
   }
-  async settled(timeoutMs) {
+
+  async settled (timeoutMs) {
     const deadline = Date.now() + timeoutMs
     while (this.open.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
   }
-  summary() {
+
+  summary () {
     return {
       prefix: this.prefix,
       mixed: this.mixed,
@@ -122,7 +126,7 @@ const block = (ms) => {
 }
 
 /** Starts a call every `everyMs` (status(), or alternately send() when mixed), sampling backlog and memory. */
-function startTicker(everyMs, prefix, mixed) {
+function startTicker (everyMs, prefix, mixed) {
   const series = new Series(prefix, mixed)
   const histogram = monitorEventLoopDelay({ resolution: 10 })
   histogram.enable()
@@ -141,7 +145,7 @@ function startTicker(everyMs, prefix, mixed) {
   ticker = { series, timer, histogram, memory0, samples }
 }
 
-async function stopTicker(settleMs) {
+async function stopTicker (settleMs) {
   clearInterval(ticker.timer)
   await ticker.series.settled(settleMs)
   ticker.histogram.disable()
@@ -157,7 +161,7 @@ async function stopTicker(settleMs) {
 }
 
 /** `count` calls at once, as fast as the API takes them; resolves once all have settled. */
-async function burst(count, prefix, mixed) {
+async function burst (count, prefix, mixed) {
   const series = new Series(prefix, mixed)
   const histogram = monitorEventLoopDelay({ resolution: 1 })
   histogram.enable()
@@ -174,7 +178,7 @@ async function burst(count, prefix, mixed) {
 
 // The application's own health check, switched by the runner: healthy, never settling, or throwing
 // synchronously (a bug in the check itself).
-function healthCheck() {
+function healthCheck () {
   if (health === 'hang') return new Promise(() => {})
   if (health === 'throw') throw new Error('health check threw synchronously')
   return true
@@ -186,16 +190,25 @@ const routes = {
     startTicker(Number(q.get('everyMs') ?? 10), q.get('prefix') ?? 'seq', q.has('mixed'))
     return { started: true }
   },
-  '/ticker/mark': async () => ((ticker.series.firstAfter = { mark: performance.now() }), { seq: ticker.series.seq }),
+  '/ticker/mark': async () => {
+    ticker.series.firstAfter = { mark: performance.now() }
+    return { seq: ticker.series.seq }
+  },
   '/ticker/stop': async (q) => stopTicker(Number(q.get('settleMs') ?? 30_000)),
   '/burst': async (q) => burst(Number(q.get('count')), q.get('prefix') ?? 'burst', q.has('mixed')),
   '/ping': async () => ({ sent: await notifier.watchdog.ping() }),
-  '/health': async (q) => ((health = q.get('mode') ?? 'ok'), { health }),
+  '/health': async (q) => {
+    health = q.get('mode') ?? 'ok'
+    return { health }
+  },
   '/memory': async () => memory(true),
   // The reply goes out first; then the event loop is wedged, as a stuck request handler would.
   '/stall': async (q, res) => {
     const ms = Number(q.get('ms') ?? 2000)
-    res.once('finish', () => setTimeout(() => (log('stall', { ms }), block(ms)), 5))
+    res.once('finish', () => setTimeout(() => {
+      log('stall', { ms })
+      block(ms)
+    }, 5))
     return { stalling: ms }
   },
 }
@@ -206,7 +219,7 @@ const server = createServer((req, res) => {
   if (!route) return res.writeHead(404).end()
   route(url.searchParams, res).then(
     (body) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body)),
-    (error) => res.writeHead(500).end(JSON.stringify({ error: String(error?.stack ?? error) })),
+    (error) => res.writeHead(500).end(JSON.stringify({ error: String(error?.stack ?? error) }))
   )
 })
 

@@ -1,10 +1,11 @@
 // Checks every published package as npm would ship it: `pnpm pack` (workspace:* becomes a version), then
-// Are The Types Wrong (attw) and publint on the tarball, both offline. One line per package and tool, then
+// Are The Types Wrong (attw) and publint on the tarball, both offline, and a check that every source and declaration
+// map in it comes with the files it names. One line per package and tool, then
 // "package checks: N passed, N failed"; exit status 1 when any check failed. Needs the packages built.
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 
 const root = new URL('..', import.meta.url).pathname
 const bin = (name) => join(root, 'node_modules/.bin', name)
@@ -25,6 +26,42 @@ const report = (name, tool, ok, summary, details = '') => {
   else failed++
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${name} ${tool}: ${summary}`)
   if (!ok && details) console.log(details.replace(/^/gm, '     '))
+}
+
+/**
+ * Declaration and source maps ship with what they point to: in the unpacked tarball, every `sourceMappingURL` of a
+ * .js or .d.ts file names a map that is there, and every `sources` entry of every map is a file that is there.
+ */
+function checkSourceMaps (tarball, into) {
+  mkdirSync(into, { recursive: true })
+  const untar = spawnSync('tar', ['-xzf', tarball, '-C', into], { encoding: 'utf8' })
+  if (untar.status !== 0) return { summary: 'could not unpack', problems: [untar.stderr] }
+  const top = join(into, 'package')
+  const files = readdirSync(top, { recursive: true, encoding: 'utf8' })
+  const problems = []
+  const inside = (path) => !relative(top, path).startsWith('..') && existsSync(path)
+  let mapCount = 0
+  for (const name of files) {
+    const path = join(top, name)
+    if (/\.(c|m)?js$|\.d\.(c|m)?ts$/.test(name)) {
+      const url = /^\/\/# sourceMappingURL=(\S+)\s*$/m.exec(readFileSync(path, 'utf8'))?.[1]
+      if (url && !url.startsWith('data:') && !inside(resolve(dirname(path), url))) {
+        problems.push(`${name}: sourceMappingURL ${url} is not in the package`)
+      }
+    }
+    if (!name.endsWith('.map')) continue
+    mapCount++
+    const map = JSON.parse(readFileSync(path, 'utf8'))
+    for (const source of map.sources ?? []) {
+      if (!inside(resolve(dirname(path), map.sourceRoot ?? '', source))) {
+        problems.push(`${name}: source ${source} is not in the package`)
+      }
+    }
+  }
+  const summary = problems.length === 0
+    ? `${mapCount} maps, every source and map they name is in the package`
+    : `${problems.length} dangling`
+  return { summary, problems }
 }
 
 try {
@@ -54,6 +91,7 @@ try {
 
     // --strict: warnings fail too; suggestions are printed but do not fail.
     const publint = run(bin('publint'), ['run', file, '--strict'])
+    // eslint-disable-next-line no-control-regex -- ESC starts the colour codes it strips
     const text = `${publint.stdout}${publint.stderr}`.replace(/\x1b\[[0-9;]*m/g, '') // it colours even when piped
     // Its report: "Errors:", "Warnings:", "Suggestions:" headings, each followed by numbered messages.
     const messages = []
@@ -66,6 +104,9 @@ try {
     }
     const publintSummary = /All good!/.test(text) ? 'all good' : messages.join(' | ') || 'see below'
     report(pkg.name, 'publint', publint.status === 0, publintSummary, text)
+
+    const maps = checkSourceMaps(file, join(dest, 'unpacked'))
+    report(pkg.name, 'source maps', maps.problems.length === 0, maps.summary, maps.problems.join('\n'))
   }
 } finally {
   rmSync(out, { recursive: true, force: true })

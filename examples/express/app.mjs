@@ -6,7 +6,8 @@ const app = express()
 app.get('/', (_req, res) => res.json({ hello: 'world' }))
 
 // READY=1 once listening (or on the socket from express-example.socket); SIGTERM drains and exits.
-const server = listen(app, { port: Number(process.env.PORT ?? 3000), host: '127.0.0.1', handleSignals: true }, (error) => {
+const options = { port: Number(process.env.PORT ?? 3000), host: '127.0.0.1', handleSignals: true }
+const server = listen(app, options, (error) => {
   if (error) {
     console.error(error.message) // systemd already has ERRNO and the cause in StatusText
     process.exit(1)

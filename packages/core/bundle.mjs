@@ -35,7 +35,7 @@ await build({
 const indexTs = resolve('src/index.ts')
 const sameIndex = {
   name: 'core-index-external',
-  setup(b) {
+  setup (b) {
     b.onResolve({ filter: /index\.js$/ }, (args) => {
       const target = resolve(args.resolveDir, args.path.replace(/\.js$/, '.ts'))
       return target === indexTs ? { path: './index.js', external: true } : undefined

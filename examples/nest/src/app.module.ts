@@ -7,14 +7,15 @@ import { DatabaseHealth, HealthModule } from './health'
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 /** With EVENT_LOG=file, lifecycle events are appended there as JSON lines (the tests read them). */
 export const event = (name: string, data: object = {}) =>
-  process.env.EVENT_LOG && appendFileSync(process.env.EVENT_LOG, JSON.stringify({ event: name, pid: process.pid, ...data }) + '\n')
+  process.env.EVENT_LOG && appendFileSync(process.env.EVENT_LOG,
+    JSON.stringify({ event: name, pid: process.pid, ...data }) + '\n')
 
 /** Slow start-up work, such as migrations: MIGRATION_MS=N takes N ms. */
 @Injectable()
 class Migrations implements OnModuleInit {
-  constructor(private readonly sdNotify: SdNotifyService) {}
+  constructor (private readonly sdNotify: SdNotifyService) {}
 
-  async onModuleInit() {
+  async onModuleInit () {
     const ms = Number(process.env.MIGRATION_MS ?? 0)
     if (!ms) return
     await this.sdNotify.status(`Running migrations (${ms} ms)`)
@@ -25,7 +26,7 @@ class Migrations implements OnModuleInit {
 
 @Injectable()
 class Shutdown implements OnApplicationShutdown {
-  onApplicationShutdown(signal?: string) {
+  onApplicationShutdown (signal?: string) {
     event('onApplicationShutdown', { signal })
   }
 }
@@ -33,12 +34,12 @@ class Shutdown implements OnApplicationShutdown {
 @Controller()
 class AppController {
   @Get()
-  hello() {
+  hello () {
     return { hello: 'world' }
   }
 
   @Get('slow')
-  async slow() {
+  async slow () {
     event('slow request started')
     await sleep(2000)
     return 'slow done'
@@ -46,7 +47,7 @@ class AppController {
 
   /** Blocks the event loop for 5 s: the watchdog stops pinging and systemd restarts the service. */
   @Get('block')
-  block() {
+  block () {
     event('blocking')
     const end = Date.now() + 5000
     while (Date.now() < end) {

@@ -6,9 +6,9 @@ import { HealthIndicatorService, TerminusModule } from '@nestjs/terminus'
 export class DatabaseHealth {
   private readonly downAt = process.env.DB_DOWN_AFTER_MS ? Date.now() + Number(process.env.DB_DOWN_AFTER_MS) : Infinity
 
-  constructor(private readonly health: HealthIndicatorService) {}
+  constructor (private readonly health: HealthIndicatorService) {}
 
-  check() {
+  check () {
     const indicator = this.health.check('database')
     return Date.now() < this.downAt ? indicator.up() : indicator.down({ message: 'connection refused' })
   }

@@ -75,7 +75,7 @@ export const ADAPTER_OPTION_NAMES: readonly string[] = Object.freeze([
   'fdStore',
 ])
 
-function optionError(packageName: string, option: string, rule: string): SdNotifyError {
+function optionError (packageName: string, option: string, rule: string): SdNotifyError {
   return new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', `${packageName}: option ${option} ${rule}`, {
     field: option,
     rule,
@@ -99,38 +99,43 @@ const positiveMs = (value: unknown) => typeof value === 'number' && value > 0 &&
  * on WatchdogSec= (pingIntervalMs below it…) is checked by watchdog.start(). Throws SdNotifyError
  * ERR_SDNOTIFY_INVALID_OPTION naming `<option>.<key>`.
  */
-export function validateWatchdogOptions(option: string, value: unknown, extraKeys: readonly string[] = []): void {
+export function validateWatchdogOptions (option: string, value: unknown, extraKeys: readonly string[] = []): void {
   if (value === undefined || typeof value === 'boolean') return
-  if (value === null || typeof value !== 'object')
+  if (value === null || typeof value !== 'object') {
     throw invalidOption(option, 'must be a boolean or an object of watchdog options')
+  }
   const known = [...WATCHDOG_OPTION_NAMES, ...extraKeys]
   for (const key of Object.keys(value)) {
     if (!known.includes(key)) throw invalidOption(`${option}.${key}`, `is unknown (known: ${known.join(', ')})`)
   }
   const o = value as Record<string, unknown>
   for (const key of ['pingIntervalMs', 'healthCheckTimeoutMs']) {
-    if (o[key] !== undefined && !positiveMs(o[key]))
+    if (o[key] !== undefined && !positiveMs(o[key])) {
       throw invalidOption(`${option}.${key}`, 'must be a positive number of ms below 2^31')
+    }
   }
   const delay = o.maxEventLoopDelayMs
-  if (delay !== undefined && delay !== false && !positiveMs(delay))
+  if (delay !== undefined && delay !== false && !positiveMs(delay)) {
     throw invalidOption(`${option}.maxEventLoopDelayMs`, 'must be false or a positive number of ms below 2^31')
-  for (const key of ['healthCheck', 'onUnhealthy']) {
-    if (o[key] !== undefined && typeof o[key] !== 'function')
-      throw invalidOption(`${option}.${key}`, 'must be a function')
   }
-  if (o.reportStatus !== undefined && typeof o.reportStatus !== 'boolean')
+  for (const key of ['healthCheck', 'onUnhealthy']) {
+    if (o[key] !== undefined && typeof o[key] !== 'function') {
+      throw invalidOption(`${option}.${key}`, 'must be a function')
+    }
+  }
+  if (o.reportStatus !== undefined && typeof o.reportStatus !== 'boolean') {
     throw invalidOption(`${option}.reportStatus`, 'must be a boolean')
+  }
 }
 
 /**
  * Checks the shared options and rejects unknown keys (`extraNames` are the adapter's own, which it checks
  * itself). Throws SdNotifyError ERR_SDNOTIFY_INVALID_OPTION: `<packageName>: option <name> <rule>`.
  */
-export function validateAdapterOptions(
+export function validateAdapterOptions (
   packageName: string,
   options: unknown,
-  extraNames: readonly string[] = [],
+  extraNames: readonly string[] = []
 ): void {
   if (options === undefined) return
   if (options === null || typeof options !== 'object') throw optionError(packageName, 'options', 'must be an object')
@@ -159,8 +164,9 @@ export function validateAdapterOptions(
   }
   for (const name of ['readyStatus', 'stoppingStatus']) {
     const value = o[name]
-    if (value !== undefined && typeof value !== 'string' && typeof value !== 'function')
+    if (value !== undefined && typeof value !== 'string' && typeof value !== 'function') {
       fail(name, 'must be a string or a function')
+    }
   }
   try {
     validateWatchdogOptions('watchdog', o.watchdog, watchdogKeys)
@@ -195,7 +201,7 @@ export function validateAdapterOptions(
  *   configuration, as socket activation always worked.
  * A stale socket is closed, removed from the store with the next store under its name, and logged (`warn`).
  */
-export function passedListenSocket(options: FindPassedSocketOptions): PassedListenSocket | undefined {
+export function passedListenSocket (options: FindPassedSocketOptions): PassedListenSocket | undefined {
   if (options.name !== undefined && options.name !== DEFAULT_SOCKET_NAME) return findPassedSocket(options)
   const env = options.env === undefined ? {} : { env: options.env }
   if (listenFds({ ...env, name: DEFAULT_SOCKET_NAME }).length > 0) {
@@ -226,11 +232,11 @@ export interface PassedListenSocket {
  * `warn` and the app keeps serving (restarts then refuse connections as without the store). A socket a
  * .socket unit passed (under another name) is not stored: that unit keeps it across restarts already.
  */
-export async function storeListeningSocket(
+export async function storeListeningSocket (
   notifier: Pick<Notifier, 'enabled' | 'storeFds' | 'removeFds'>,
   server: unknown,
   name: string,
-  warn: (message: string) => void,
+  warn: (message: string) => void
 ): Promise<boolean> {
   try {
     if (!notifier.enabled) return false
@@ -256,11 +262,11 @@ export async function storeListeningSocket(
  * once (a promise's outcome is ignored, and its rejection is caught: never an unhandledRejection). It never
  * prevents the notification.
  */
-export function resolveStatus<Info>(
+export function resolveStatus<Info> (
   option: string | ((info: Info) => string) | undefined,
   info: Info,
   fallback: string,
-  onError: (error: unknown) => void,
+  onError: (error: unknown) => void
 ): string {
   if (typeof option !== 'function') return statusText(option ?? fallback)
   let problem: unknown
@@ -280,7 +286,7 @@ export function resolveStatus<Info>(
 }
 
 /** The error for a status callback's non-string result; a promise's rejection is caught here. */
-function notAString(result: unknown): SdNotifyError {
+function notAString (result: unknown): SdNotifyError {
   let thenable = false
   try {
     thenable = typeof (result as { then?: unknown } | null | undefined)?.then === 'function'
@@ -310,7 +316,7 @@ interface ReloadState {
 }
 const reloads = new WeakMap<object, ReloadState>()
 
-function reloadState(notifier: object): ReloadState {
+function reloadState (notifier: object): ReloadState {
   let state = reloads.get(notifier)
   if (!state) reloads.set(notifier, (state = { running: undefined, again: false, stopped: false, failed: undefined }))
   return state
@@ -325,10 +331,10 @@ function reloadState(notifier: object): ReloadState {
  * sends nothing more (no READY=1 or STATUS= after STOPPING=1; a failure is still logged) and none starts.
  * Never rejects.
  */
-export function runReload(
+export function runReload (
   notifier: Pick<Notifier, 'send' | 'lastStatus'>,
   onReload: () => unknown,
-  log: (message: string, error?: unknown) => void = () => {},
+  log: (message: string, error?: unknown) => void = () => {}
 ): Promise<void> {
   const state = reloadState(notifier)
   if (state.stopped) return Promise.resolve()
@@ -347,11 +353,11 @@ export function runReload(
   return current.running
 }
 
-async function reloadOnce(
+async function reloadOnce (
   notifier: Pick<Notifier, 'send' | 'lastStatus'>,
   onReload: () => unknown,
   log: (message: string, error?: unknown) => void,
-  state: ReloadState,
+  state: ReloadState
 ): Promise<void> {
   const quietly = (what: string, sending: Promise<unknown>) =>
     sending.catch((error: unknown) => safeLog(log, `${what} failed`, error))
@@ -382,11 +388,11 @@ async function reloadOnce(
       ready: true,
       ...(restore === undefined ? {} : { status: restore }),
       ...(failed ? { errno: 0 } : {}),
-    }),
+    })
   )
 }
 
-function safeLog(log: (message: string, error?: unknown) => void, message: string, error: unknown): void {
+function safeLog (log: (message: string, error?: unknown) => void, message: string, error: unknown): void {
   try {
     log(message, error)
   } catch {
@@ -400,7 +406,7 @@ function safeLog(log: (message: string, error?: unknown) => void, message: strin
  * The remover is the adapter's first step of a stop: it also ends runReload() for this notifier (a reload
  * still running sends no READY=1 after the STOPPING=1 that follows), until onReloadSignal installs again.
  */
-export function onReloadSignal(notifier: Pick<Notifier, 'enabled'>, reload: () => unknown): (() => void) | undefined {
+export function onReloadSignal (notifier: Pick<Notifier, 'enabled'>, reload: () => unknown): (() => void) | undefined {
   if (!notifier.enabled) return undefined
   const state = reloadState(notifier)
   state.stopped = false

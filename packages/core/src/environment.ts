@@ -30,7 +30,7 @@ let snapshot: { pid: number; values: SystemdVariables } | undefined
  * no systemd: none are read, so every call is a no-op there (and nothing native is loaded), whatever the
  * environment says — the packages install and run unchanged on a developer's macOS or Windows machine.
  */
-export function systemdVariables(env: Environment = process.env): SystemdVariables {
+export function systemdVariables (env: Environment = process.env): SystemdVariables {
   const pick = (): SystemdVariables =>
     process.platform === 'linux' ? Object.fromEntries(ALL.map((name) => [name, env[name]])) : {}
   if (env !== process.env) return pick()
@@ -39,7 +39,7 @@ export function systemdVariables(env: Environment = process.env): SystemdVariabl
 }
 
 /** Removes variables from `env` so that child processes do not inherit them (the unset_environment flag). */
-export function unsetVariables(env: Environment, names: readonly string[]): void {
+export function unsetVariables (env: Environment, names: readonly string[]): void {
   if (env === process.env) systemdVariables(env) // remember them first
   for (const name of names) delete env[name]
 }

@@ -30,7 +30,7 @@ export class SdNotifyError extends Error {
   readonly errno: string | undefined
   readonly syscall: string | undefined
 
-  constructor(code: SdNotifyErrorCode, message: string, details: SdNotifyErrorDetails = {}) {
+  constructor (code: SdNotifyErrorCode, message: string, details: SdNotifyErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause })
     this.name = 'SdNotifyError'
     this.code = code
@@ -43,11 +43,11 @@ export class SdNotifyError extends Error {
 }
 
 /** A field (or option) that broke a rule: the message names both. */
-export function invalidField(field: string, rule: string): SdNotifyError {
+export function invalidField (field: string, rule: string): SdNotifyError {
   return new SdNotifyError('ERR_SDNOTIFY_INVALID_FIELD', `sdnotify: ${field} ${rule}`, { field, rule })
 }
 
-export function invalidOption(option: string, rule: string): SdNotifyError {
+export function invalidOption (option: string, rule: string): SdNotifyError {
   return new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', `sdnotify: option ${option} ${rule}`, {
     field: option,
     rule,

@@ -54,10 +54,10 @@ const emitWarning = (message: string) => process.emitWarning(message, { code: 'S
  * store (FDSTOREREMOVE=1 on the next storeServerSocket() under that name) and not returned; the reason is
  * logged through `warn`.
  */
-export function findPassedSocket(options: FindPassedSocketOptions = {}): PassedSocket | undefined {
+export function findPassedSocket (options: FindPassedSocketOptions = {}): PassedSocket | undefined {
   const warn = options.warn ?? emitWarning
   const candidates = listenFds(options.env === undefined ? {} : { env: options.env }).filter(
-    (entry) => !taken.has(entry.fd) && (options.name === undefined || entry.name === options.name),
+    (entry) => !taken.has(entry.fd) && (options.name === undefined || entry.name === options.name)
   )
   for (const candidate of candidates) {
     const address = listeningSocketAddress(candidate.fd)
@@ -66,7 +66,7 @@ export function findPassedSocket(options: FindPassedSocketOptions = {}): PassedS
     if (mismatch) {
       warn(
         `sdnotify: the passed socket "${candidate.name}" (fd ${candidate.fd}) ${mismatch}: ` +
-          'closing it, removing it from the fd store and binding the configured address',
+          'closing it, removing it from the fd store and binding the configured address'
       )
       process.getBuiltinModule('node:fs').closeSync(candidate.fd) // not imported: keeps core's import cheap
       taken.add(candidate.fd)
@@ -80,7 +80,7 @@ export function findPassedSocket(options: FindPassedSocketOptions = {}): PassedS
 }
 
 /** Why `address` is not what `config` asks for, or undefined when it is. */
-export function addressMismatch(address: SocketAddress, config: ListenConfig): string | undefined {
+export function addressMismatch (address: SocketAddress, config: ListenConfig): string | undefined {
   const shown = formatSocketAddress(address)
   if (config.path !== undefined) {
     if (address.family === 'unix' && address.path === config.path) return undefined
@@ -99,7 +99,7 @@ export function addressMismatch(address: SocketAddress, config: ListenConfig): s
 const WILDCARDS = new Set(['0.0.0.0', '::'])
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/
 
-function hostMatches(actual: string, host: string | undefined): boolean {
+function hostMatches (actual: string, host: string | undefined): boolean {
   // No host: Node binds '::' (or '0.0.0.0' without IPv6).
   if (host === undefined || host === '') return WILDCARDS.has(actual)
   if (host === 'localhost') return LOOPBACK.test(actual)
@@ -109,7 +109,7 @@ function hostMatches(actual: string, host: string | undefined): boolean {
   return host === actual
 }
 
-export function formatSocketAddress(address: SocketAddress): string {
+export function formatSocketAddress (address: SocketAddress): string {
   if (address.family === 'unix') return address.path
   return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`
 }
@@ -121,7 +121,7 @@ interface ListeningServer {
 }
 
 /** The listening descriptor of a Node server. Node has no public accessor: `_handle.fd` is the libuv fd. */
-export function serverFd(server: unknown): number | undefined {
+export function serverFd (server: unknown): number | undefined {
   const fd = (server as ListeningServer | undefined)?._handle?.fd
   return typeof fd === 'number' && fd >= 0 ? fd : undefined
 }
@@ -136,11 +136,11 @@ let warnedNoHandle = false
  * (Bun). Needs the koffi transport (fd passing). systemd drops duplicates, so storing again the socket it
  * passed back is harmless.
  */
-export async function storeServerSocket(
+export async function storeServerSocket (
   notifier: Pick<Notifier, 'enabled' | 'storeFds' | 'removeFds'>,
   server: unknown,
   name: string = DEFAULT_SOCKET_NAME,
-  options: { warn?: (message: string) => void; env?: Environment } = {},
+  options: { warn?: (message: string) => void; env?: Environment } = {}
 ): Promise<boolean> {
   if (!notifier.enabled) return false
   const warn = safely(options.warn ?? emitWarning)
@@ -151,7 +151,7 @@ export async function storeServerSocket(
       warn(
         'sdnotify: fdStore needs a listening Node server (no listening descriptor found: not listening yet, or a ' +
           "runtime without Node's server internals, such as Bun): the socket is not stored, and restarts refuse " +
-          'connections meanwhile',
+          'connections meanwhile'
       )
     }
     return false
@@ -165,7 +165,7 @@ export async function storeServerSocket(
 }
 
 /** A warn callback that cannot throw into our promises (a bug in it would be an unhandled rejection). */
-function safely(warn: (message: string) => void): (message: string) => void {
+function safely (warn: (message: string) => void): (message: string) => void {
   return (message) => {
     try {
       warn(message)
@@ -176,9 +176,9 @@ function safely(warn: (message: string) => void): (message: string) => void {
 }
 
 /** Removes the descriptors stored under `name` (FDSTOREREMOVE=1): the next start binds anew. */
-export function removeStoredSocket(
+export function removeStoredSocket (
   notifier: Pick<Notifier, 'removeFds'>,
-  name: string = DEFAULT_SOCKET_NAME,
+  name: string = DEFAULT_SOCKET_NAME
 ): Promise<boolean> {
   return notifier.removeFds(name)
 }
@@ -187,7 +187,7 @@ export function removeStoredSocket(
  * What systemd says about the store: `$FDSTORE` (systemd ≥ 254; verified absent on 252, set on 257) holds
  * FileDescriptorStoreMax= when it is not 0. Older systemd does not say, so `max` is then unknown.
  */
-export function fdStoreLimit(env?: Environment): { max: number | undefined; reason: string } {
+export function fdStoreLimit (env?: Environment): { max: number | undefined; reason: string } {
   const value = systemdVariables(env).FDSTORE
   if (value !== undefined && /^\d+$/.test(value)) {
     return { max: Number(value), reason: `FDSTORE=${value}: FileDescriptorStoreMax=${value}` }
@@ -199,7 +199,7 @@ export function fdStoreLimit(env?: Environment): { max: number | undefined; reas
   }
 }
 
-async function warnWithoutStore(warn: (message: string) => void, env: Environment | undefined): Promise<void> {
+async function warnWithoutStore (warn: (message: string) => void, env: Environment | undefined): Promise<void> {
   if (warnedNoStore || fdStoreLimit(env).max !== undefined) return
   // Without $FDSTORE the store may still work: systemd < 254 never sets it, and no other variable tells the
   // versions apart (verified: 252 and 257 pass the same ones). So ask systemctl, once, off the start-up path.
@@ -209,7 +209,7 @@ async function warnWithoutStore(warn: (message: string) => void, env: Environmen
   warn(
     `sdnotify: fdStore is on, but the unit has no FileDescriptorStoreMax= (systemd ${version} sets $FDSTORE when it ` +
       'has): systemd discards the stored socket and restarts refuse connections. Add FileDescriptorStoreMax=1 ' +
-      '(one per stored listener) to [Service].',
+      '(one per stored listener) to [Service].'
   )
 }
 
@@ -222,7 +222,7 @@ let version: Promise<number | undefined> | undefined
  * looked up in the absolute PATH entries only (never one in the working directory), and the descriptors systemd
  * passed us are marked close-on-exec first, so that it does not inherit them.
  */
-export function systemdVersion(): Promise<number | undefined> {
+export function systemdVersion (): Promise<number | undefined> {
   version ??= (async () => {
     const systemctl = findExecutable('systemctl')
     if (systemctl === undefined) return undefined
@@ -239,7 +239,7 @@ export function systemdVersion(): Promise<number | undefined> {
 }
 
 /** Validates an adapter's `fdStore` option (`true`, `false` or `{ name }`) and returns the name, or undefined. */
-export function fdStoreName(value: unknown, option = 'fdStore'): string | undefined {
+export function fdStoreName (value: unknown, option = 'fdStore'): string | undefined {
   if (value === undefined || value === false) return undefined
   if (value === true) return DEFAULT_SOCKET_NAME
   if (value === null || typeof value !== 'object') throw invalidOption(option, 'must be true, false or { name }')

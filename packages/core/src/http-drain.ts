@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 
 interface EventSource {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- EventEmitter's own listener type, which servers fit
   on(event: string, listener: (...args: any[]) => void): unknown
 }
 
@@ -56,7 +57,7 @@ export interface HttpDrain {
   destroyAll(): void
 }
 
-export function trackHttpConnections(server: EventSource): HttpDrain {
+export function trackHttpConnections (server: EventSource): HttpDrain {
   const http = server as EventSource & HttpServerMethods
   const sockets = new Set<Socket>() // every TCP connection, for the count and destroyAll()
   const http1 = new Map<Socket, Connection>()
@@ -124,7 +125,7 @@ export function trackHttpConnections(server: EventSource): HttpDrain {
    * connection after it, and the client knows not to reuse it. Only the last: pipelined requests before it
    * must still be answered, and Node ends the connection right after a response that says close.
    */
-  function closeAfterLast(entry: Connection): void {
+  function closeAfterLast (entry: Connection): void {
     const last = entry.responses[entry.responses.length - 1]
     if (!last || last === entry.closing || last.headersSent) return // sent already: closeIdle() after it
     if (entry.closing && !entry.closing.headersSent) entry.closing.removeHeader('Connection')
@@ -132,30 +133,30 @@ export function trackHttpConnections(server: EventSource): HttpDrain {
     entry.closing = last
   }
 
-  function closeIdle(socket: Socket): void {
+  function closeIdle (socket: Socket): void {
     if (socket.destroyed || http1.has(socket)) return
     if (typeof http.closeIdleConnections === 'function') http.closeIdleConnections()
     else socket.end()
   }
 
   const drain: HttpDrain = {
-    get inFlight() {
+    get inFlight () {
       let count = http1.size
       for (const streams of sessions.values()) if (streams > 0) count++
       return count
     },
-    get requests() {
+    get requests () {
       let count = 0
       for (const entry of http1.values()) count += entry.responses.length
       for (const streams of sessions.values()) count += streams
       return count
     },
-    get connections() {
+    get connections () {
       let count = 0
       for (const socket of sockets) if (!socket.destroyed) count++ // 'close' comes a loop turn later
       return count
     },
-    begin(onChange) {
+    begin (onChange) {
       if (draining) return
       draining = true
       for (const entry of http1.values()) closeAfterLast(entry)
@@ -181,7 +182,7 @@ export function trackHttpConnections(server: EventSource): HttpDrain {
         })
       }
     },
-    destroyAll() {
+    destroyAll () {
       changed = undefined
       http.closeAllConnections?.()
       for (const session of sessions.keys()) session.destroy()

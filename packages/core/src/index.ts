@@ -12,7 +12,13 @@ export { SdNotifyError } from './errors.js'
 export type { SdNotifyErrorCode } from './errors.js'
 export type { TransportName, TransportCapabilities } from './transports/transport.js'
 export type { TransportPlan } from './select-transport.js'
-export { errnoNumber, formatAddress, onShutdownSignal, reportListenError, validateShutdownSignals } from './lifecycle.js'
+export {
+  errnoNumber,
+  formatAddress,
+  onShutdownSignal,
+  reportListenError,
+  validateShutdownSignals,
+} from './lifecycle.js'
 export type { ShutdownSignalOptions } from './lifecycle.js'
 export { trackHttpConnections } from './http-drain.js'
 export type { HttpDrain } from './http-drain.js'

@@ -5,7 +5,7 @@ import type { Notifier } from './notifier.js'
 import { errorText, statusText } from './status-text.js'
 
 /** The errno number of a Node.js system error (`EADDRINUSE` → 98), or `fallback`. */
-export function errnoNumber(error: unknown, fallback?: number): number {
+export function errnoNumber (error: unknown, fallback?: number): number {
   const { errno } = process.getBuiltinModule('node:os').constants // not imported: keeps this package's import cheap
   const code = (error as NodeJS.ErrnoException | undefined)?.code
   const value = typeof code === 'string' ? (errno as Record<string, number>)[code] : undefined
@@ -17,9 +17,9 @@ export function errnoNumber(error: unknown, fallback?: number): number {
  * synchronously when the transport is loaded, so it is out before the app's own error handler can exit
  * the process; otherwise as soon as the transport has loaded. Rejects if it could not be sent.
  */
-export function reportListenError(
+export function reportListenError (
   notifier: Pick<Notifier, 'sendSync' | 'send' | 'prepare'>,
-  error: Error,
+  error: Error
 ): Promise<void> {
   // A multi-line message (validation errors, AggregateError) would fail STATUS= validation: fold it.
   const notification = { errno: errnoNumber(error), status: statusText(`Failed to listen: ${errorText(error)}`) }
@@ -35,14 +35,15 @@ export function reportListenError(
 }
 
 /** `http://127.0.0.1:3000`, `http://[::1]:3000`, or a unix socket path, from server.address(). */
-export function formatAddress(
+export function formatAddress (
   address: string | { address: string; family: string; port: number } | null,
-  protocol = 'http',
+  protocol = 'http'
 ): string {
   if (address === null) return 'an unknown address'
   if (typeof address === 'string') return address
-  if (address.family === 'IPv6' || address.family === ('6' as string))
+  if (address.family === 'IPv6' || address.family === ('6' as string)) {
     return `${protocol}://[${address.address}]:${address.port}`
+  }
   return `${protocol}://${address.address}:${address.port}`
 }
 
@@ -61,7 +62,7 @@ export const TIMEOUT_RULE =
   '(2^31 - 1 - 5000: the exit timer adds 5 s and must fit a Node.js timer)'
 
 /** A drain or exit timeout: positive, finite, below MAX_TIMEOUT_MS. */
-export function validTimeoutMs(value: unknown): value is number {
+export function validTimeoutMs (value: unknown): value is number {
   return typeof value === 'number' && value > 0 && value < MAX_TIMEOUT_MS
 }
 
@@ -73,10 +74,11 @@ export interface ShutdownSignalOptions {
 }
 
 /** Validates a `handleSignals` option (`true`, `false` or ShutdownSignalOptions), naming `option`. */
-export function validateShutdownSignals(value: unknown, option = 'handleSignals'): void {
+export function validateShutdownSignals (value: unknown, option = 'handleSignals'): void {
   if (value === undefined || typeof value === 'boolean') return
-  if (value === null || typeof value !== 'object')
+  if (value === null || typeof value !== 'object') {
     throw invalidOption(option, 'must be a boolean or { signals, timeoutMs }')
+  }
   const { signals, timeoutMs } = value as ShutdownSignalOptions
   if (
     signals !== undefined &&
@@ -84,8 +86,9 @@ export function validateShutdownSignals(value: unknown, option = 'handleSignals'
   ) {
     throw invalidOption(`${option}.signals`, 'must be an array of signal names such as SIGTERM')
   }
-  if (signals?.includes('SIGHUP'))
+  if (signals?.includes('SIGHUP')) {
     throw invalidOption(`${option}.signals`, 'must not include SIGHUP: systemd sends it to reload (Type=notify-reload)')
+  }
   if (timeoutMs !== undefined && !validTimeoutMs(timeoutMs)) throw invalidOption(`${option}.timeoutMs`, TIMEOUT_RULE)
 }
 
@@ -96,10 +99,10 @@ export function validateShutdownSignals(value: unknown, option = 'handleSignals'
  * close-with-grace) were called by the same emit, and the exit is then theirs to make (a failure then only
  * sets process.exitCode = 1). Our handler is prepended, so it runs first. Returns a function that removes it.
  */
-export function onShutdownSignal(
+export function onShutdownSignal (
   options: true | ShutdownSignalOptions,
   close: (signal: NodeJS.Signals) => Promise<unknown>,
-  log: (message: string, error?: unknown) => void = () => {},
+  log: (message: string, error?: unknown) => void = () => {}
 ): () => void {
   const { signals = ['SIGTERM', 'SIGINT'], timeoutMs = 10_000 } = options === true ? {} : options
   const handler = (signal: NodeJS.Signals) => {
@@ -119,7 +122,7 @@ export function onShutdownSignal(
         log(`close did not finish within ${timeoutMs} ms`)
         exit(1)
       },
-      Math.min(timeoutMs, MAX_TIMER_MS),
+      Math.min(timeoutMs, MAX_TIMER_MS)
     )
     timer.unref()
     close(signal).then(
@@ -131,7 +134,7 @@ export function onShutdownSignal(
         clearTimeout(timer)
         log('close failed', error)
         exit(1)
-      },
+      }
     )
   }
   const unique = [...new Set(signals)]

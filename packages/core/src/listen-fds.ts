@@ -39,7 +39,7 @@ let ownPidfdIdCache: { pid: number; id: bigint | undefined } | undefined
  * make at start-up); then pidfs (Linux ≥ 6.9), whose inode numbers are unique, 64-bit ones (on 32-bit
  * platforms systemd uses file handles instead: not done here).
  */
-function ownPidfdId(): bigint | undefined {
+function ownPidfdId (): bigint | undefined {
   if (ownPidfdIdCache?.pid === process.pid) return ownPidfdIdCache.id
   const libc = loadedLibc()
   if (!libc?.pidfdOpen || (process.arch !== 'x64' && process.arch !== 'arm64')) return undefined
@@ -60,7 +60,7 @@ function ownPidfdId(): bigint | undefined {
 }
 
 /** Every descriptor systemd passed to this process, the `notify` one included. */
-export function inheritedFds(env: Environment = process.env, pid = process.pid): ListenFd[] {
+export function inheritedFds (env: Environment = process.env, pid = process.pid): ListenFd[] {
   const vars = systemdVariables(env)
   // Is it for us? Like libsystemd's sd_listen_fds(): no LISTEN_PID (systemd always sets it), or another
   // process's, means none: a child that inherited the variables must not take its parent's sockets.
@@ -98,7 +98,7 @@ export function inheritedFds(env: Environment = process.env, pid = process.pid):
  * The listening sockets systemd passed (socket activation). The `notify` descriptor of OpenFile= is never
  * among them: it belongs to the notifier.
  */
-export function listenFds(options: ListenFdsOptions = {}): ListenFd[] {
+export function listenFds (options: ListenFdsOptions = {}): ListenFd[] {
   const env = options.env ?? process.env
   const fds = inheritedFds(env, options.pid).filter((entry) => entry.name !== NOTIFY_FD_NAME)
   if (options.unsetEnvironment) unsetVariables(env, LISTEN_VARIABLES)
@@ -106,6 +106,6 @@ export function listenFds(options: ListenFdsOptions = {}): ListenFd[] {
 }
 
 /** The connected notify descriptor from `OpenFile=/run/systemd/notify:notify` (systemd ≥ 253), if any. */
-export function notifyFd(env: Environment = process.env, pid = process.pid): number | undefined {
+export function notifyFd (env: Environment = process.env, pid = process.pid): number | undefined {
   return inheritedFds(env, pid).find((entry) => entry.name === NOTIFY_FD_NAME)?.fd
 }

@@ -1,11 +1,25 @@
 import { type NotifyAddress, parseNotifySocket } from './address.js'
 import { invalidField, invalidOption, SdNotifyError } from './errors.js'
-import { type Environment, LISTEN_VARIABLES, NOTIFY_VARIABLES, systemdVariables, unsetVariables, WATCHDOG_VARIABLES } from './environment.js'
+import {
+  type Environment,
+  LISTEN_VARIABLES,
+  NOTIFY_VARIABLES,
+  systemdVariables,
+  unsetVariables,
+  WATCHDOG_VARIABLES,
+} from './environment.js'
 import { notifyFd } from './listen-fds.js'
 import { encodeNotification, type Notification } from './protocol.js'
 import { afterBackoff } from './system-errors.js'
 import { statusText } from './status-text.js'
-import { createTransport, findExecutable, planTransports, type SelectionContext, TRANSPORT_ORDER, type TransportPlan } from './select-transport.js'
+import {
+  createTransport,
+  findExecutable,
+  planTransports,
+  type SelectionContext,
+  TRANSPORT_ORDER,
+  type TransportPlan,
+} from './select-transport.js'
 import type { KoffiTarget } from './transports/koffi.js'
 import type { Transport, TransportName, TransportOptions } from './transports/transport.js'
 import { Watchdog, watchdogSettings } from './watchdog.js'
@@ -111,7 +125,7 @@ interface Job {
 const PING = Buffer.from('WATCHDOG=1')
 const STATUS = Buffer.from('STATUS=')
 
-function kindOf(message: Buffer, status: string | undefined): Job['kind'] {
+function kindOf (message: Buffer, status: string | undefined): Job['kind'] {
   if (message.equals(PING)) return 'ping'
   // STATUS cannot hold a newline (protocol.ts), so a single line starting STATUS= sets nothing else.
   const oneLine = message.indexOf(10) === -1
@@ -165,7 +179,7 @@ class SdNotifier implements Notifier {
   private shut = false
   private status_: string | undefined
 
-  constructor(options: NotifierOptions) {
+  constructor (options: NotifierOptions) {
     validateOptions(options)
     const env = options.env ?? process.env
     const vars = systemdVariables(env)
@@ -190,7 +204,9 @@ class SdNotifier implements Notifier {
       address,
       addressProblem,
       notifyFd: fd,
-      systemdNotify: vars.NOTIFY_SOCKET === undefined ? undefined : findExecutable(options.systemdNotify ?? 'systemd-notify', env.PATH),
+      systemdNotify: vars.NOTIFY_SOCKET === undefined
+        ? undefined
+        : findExecutable(options.systemdNotify ?? 'systemd-notify', env.PATH),
     }
     this.plans = planTransports(this.ctx)
     this.forced = options.transport === 'auto' ? undefined : options.transport
@@ -202,7 +218,7 @@ class SdNotifier implements Notifier {
       return deadline === undefined ? this.sendTimeoutMs : Math.max(1, deadline - performance.now())
     }
     this.transportOptions = {
-      get sendTimeoutMs() {
+      get sendTimeoutMs () {
         return timeLeft()
       },
       // sendSync is not queued: it gets its own fixed budget, never what is left to the message in flight.
@@ -220,60 +236,67 @@ class SdNotifier implements Notifier {
       sendPing: (value) => this.send({ watchdog: value }),
       reportUnhealthy: (reason) =>
         this.sendQuietly({ status: statusText(`Unhealthy, watchdog paused: ${reason}`) }, false),
-      reportHealthy: () => (this.status_ === undefined ? Promise.resolve() : this.sendQuietly({ status: this.status_ }, true)),
+      reportHealthy: () =>
+        (this.status_ === undefined ? Promise.resolve() : this.sendQuietly({ status: this.status_ }, true)),
       onError: this.reportError,
     })
     if (options.unsetEnvironment) unsetVariables(env, [...NOTIFY_VARIABLES, ...WATCHDOG_VARIABLES, ...LISTEN_VARIABLES])
   }
 
-  get transport(): TransportName | undefined {
+  get transport (): TransportName | undefined {
     if (this.active) return this.active.name
     if (!this.enabled) return undefined
     return this.forced ?? this.plans.find((plan) => plan.usable)?.name
   }
 
-  get lastStatus(): string | undefined {
+  get lastStatus (): string | undefined {
     return this.status_
   }
 
-  ready(status?: string) {
+  ready (status?: string) {
     return this.send(status === undefined ? { ready: true } : { ready: true, status })
   }
-  reloading(status?: string) {
+
+  reloading (status?: string) {
     return this.send(status === undefined ? { reloading: true } : { reloading: true, status })
   }
-  stopping(status?: string) {
+
+  stopping (status?: string) {
     return this.send(status === undefined ? { stopping: true } : { stopping: true, status })
   }
-  status(text: string) {
+
+  status (text: string) {
     return this.send({ status: text })
   }
-  errno(errno: number, status?: string) {
+
+  errno (errno: number, status?: string) {
     return this.send(status === undefined ? { errno } : { errno, status })
   }
-  extendTimeout(ms: number) {
+
+  extendTimeout (ms: number) {
     if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) {
-      return Promise.reject(invalidField('EXTEND_TIMEOUT_USEC', `needs a positive number of milliseconds (got ${String(ms)})`))
+      const rule = `needs a positive number of milliseconds (got ${String(ms)})`
+      return Promise.reject(invalidField('EXTEND_TIMEOUT_USEC', rule))
     }
     return this.send({ extendTimeoutUsec: Math.ceil(ms * 1000) })
   }
-  mainPid(pid: number) {
+
+  mainPid (pid: number) {
     return this.send({ mainPid: pid })
   }
 
-  send(notification: Notification): Promise<boolean> {
+  send (notification: Notification): Promise<boolean> {
     return this.submit(notification, [])
   }
 
-  sendSync(notification: Notification): boolean {
+  sendSync (notification: Notification): boolean {
     const message = encodeNotification(notification)
     if (this.closed) throw closedError()
     if (!this.enabled) return this.disabled()
     const transport = this.active
     if (!transport?.sendSync) {
-      throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', 'sdnotify: sendSync() needs a loaded transport: await notifier.prepare() at start-up', {
-        transport: transport?.name,
-      })
+      const message = 'sdnotify: sendSync() needs a loaded transport: await notifier.prepare() at start-up'
+      throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', message, { transport: transport?.name })
     }
     transport.sendSync(message)
     this.accepted(transport)
@@ -282,14 +305,14 @@ class SdNotifier implements Notifier {
   }
 
   /** Not queued: it loads the transport even while earlier sends wait for a frozen manager. */
-  async prepare(): Promise<boolean> {
+  async prepare (): Promise<boolean> {
     if (this.closed) throw closedError()
     if (!this.enabled) return this.disabled()
     await this.transportFor(false)
     return true
   }
 
-  storeFds(fds: readonly number[], name: string, options: { poll?: boolean } = {}): Promise<boolean> {
+  storeFds (fds: readonly number[], name: string, options: { poll?: boolean } = {}): Promise<boolean> {
     if (!Array.isArray(fds) || fds.length === 0 || !fds.every((fd) => Number.isInteger(fd) && fd >= 0)) {
       return Promise.reject(invalidField('FDSTORE', 'needs a non-empty array of file descriptor numbers'))
     }
@@ -298,12 +321,15 @@ class SdNotifier implements Notifier {
     return this.submit(notification, fds)
   }
 
-  removeFds(name: string): Promise<boolean> {
+  removeFds (name: string): Promise<boolean> {
     return this.send({ fdStoreRemove: true, fdName: name })
   }
 
-  barrier(timeoutMs = 5000): Promise<boolean> {
-    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) return Promise.reject(invalidField('BARRIER', `timeout must be a positive number of ms (got ${String(timeoutMs)})`))
+  barrier (timeoutMs = 5000): Promise<boolean> {
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) {
+      const rule = `timeout must be a positive number of ms (got ${String(timeoutMs)})`
+      return Promise.reject(invalidField('BARRIER', rule))
+    }
     if (this.closed) return Promise.reject(closedError())
     if (!this.enabled) return this.whenDisabled()
     // Its send must start within sendTimeoutMs of the call; the wait for the acknowledgement is timeoutMs.
@@ -311,7 +337,7 @@ class SdNotifier implements Notifier {
     return this.enqueue(Buffer.from('BARRIER=1'), [], undefined, run)
   }
 
-  describe(): Description {
+  describe (): Description {
     const transports = this.plans.map((plan) => ({ ...plan }))
     const unitFile: string[] = []
     const transport = this.transport
@@ -323,7 +349,9 @@ class SdNotifier implements Notifier {
       unitFile.push('NotifyAccess=main  # the default: the notifications come from this process')
     }
     if (this.enabled && transport !== 'fd') {
-      unitFile.push('OpenFile=/run/systemd/notify:notify  # systemd ≥ 253, system services: pure-JS transport, no native module')
+      unitFile.push(
+        'OpenFile=/run/systemd/notify:notify  # systemd ≥ 253, system services: pure-JS transport, no native module'
+      )
     }
     if (!this.watchdog.enabled) unitFile.push('WatchdogSec=30s  # restart the service when it stops answering')
     // $FDSTORE: FileDescriptorStoreMax= (systemd ≥ 254 sets it when not 0; 252 never does, so this also shows there).
@@ -335,12 +363,17 @@ class SdNotifier implements Notifier {
       notifySocket: this.ctx.notifySocket,
       transport,
       transports,
-      watchdog: { enabled: this.watchdog.enabled, intervalMs: this.watchdog.intervalMs, reason: this.watchdog.reason, running: this.watchdog.running },
+      watchdog: {
+        enabled: this.watchdog.enabled,
+        intervalMs: this.watchdog.intervalMs,
+        reason: this.watchdog.reason,
+        running: this.watchdog.running,
+      },
       unitFile,
     }
   }
 
-  close(): Promise<void> {
+  close (): Promise<void> {
     this.watchdog.stop()
     // Every call gets the one closing promise: a signal handler and a framework hook may both close, and the
     // second must not return while a queued STOPPING=1 is still on its way.
@@ -348,7 +381,7 @@ class SdNotifier implements Notifier {
     return this.closing
   }
 
-  private async shutDown(): Promise<void> {
+  private async shutDown (): Promise<void> {
     this.closed = true
     if (this.queue.length > 0) {
       // What is queued may still go out, but close() waits no longer than its deadlines: a transport still
@@ -372,7 +405,7 @@ class SdNotifier implements Notifier {
   }
 
   /** Sends without throwing (for the watchdog's status reports). */
-  private async sendQuietly(notification: Notification, remember: boolean): Promise<void> {
+  private async sendQuietly (notification: Notification, remember: boolean): Promise<void> {
     try {
       await this.submit(notification, [], remember)
     } catch (error) {
@@ -380,7 +413,7 @@ class SdNotifier implements Notifier {
     }
   }
 
-  private submit(notification: Notification, fds: readonly number[], remember = true): Promise<boolean> {
+  private submit (notification: Notification, fds: readonly number[], remember = true): Promise<boolean> {
     let message: Buffer
     try {
       message = encodeNotification(notification)
@@ -420,7 +453,7 @@ class SdNotifier implements Notifier {
    * older one's callers then wait on the newer one (true once it is sent), each until their own deadline.
    * READY, RELOADING, STOPPING, ERRNO, FDSTORE, BARRIER, WATCHDOG=trigger, combined messages: never dropped.
    */
-  private enqueue(message: Buffer, fds: readonly number[], status: string | undefined, run: Job['run']) {
+  private enqueue (message: Buffer, fds: readonly number[], status: string | undefined, run: Job['run']) {
     const deadline = performance.now() + this.sendTimeoutMs
     let waiter!: Waiter
     const promise = new Promise<boolean>((resolve, reject) => (waiter = { deadline, resolve, reject }))
@@ -446,14 +479,14 @@ class SdNotifier implements Notifier {
   }
 
   /** Starts sending the queue, or lets the pending retry do it. */
-  private kick(): void {
+  private kick (): void {
     if (this.draining || this.retrying) return
     if (this.refusals > 0) this.scheduleRetry()
     else void this.drain()
   }
 
   /** Sends the queue in order until it is empty or the manager refuses; never rejects. */
-  private async drain(): Promise<void> {
+  private async drain (): Promise<void> {
     this.draining = true
     let refused = false
     try {
@@ -467,7 +500,7 @@ class SdNotifier implements Notifier {
   }
 
   /** Retries with the transports' back-off (system-errors.ts backoffMs): at most ~60 tries a second while frozen. */
-  private scheduleRetry(): void {
+  private scheduleRetry (): void {
     this.retrying = true
     afterBackoff(this.refusals, () => {
       this.retrying = false
@@ -476,7 +509,7 @@ class SdNotifier implements Notifier {
   }
 
   /** One try at the head of the queue. false: the manager refused it (retry later); true: go on. */
-  private async sendHead(): Promise<boolean> {
+  private async sendHead (): Promise<boolean> {
     const job = this.queue[0] as Job
     if (this.shut) {
       this.fail(job, closedError())
@@ -517,20 +550,20 @@ class SdNotifier implements Notifier {
     return true
   }
 
-  private refusedHead(job: Job, errno: string): false {
+  private refusedHead (job: Job, errno: string): false {
     job.errno = errno
     this.refused(errno)
     this.expire() // an in-flight try may have outlived some deadlines
     return false
   }
 
-  private accepted(transport: Transport): void {
+  private accepted (transport: Transport): void {
     if (this.sendsToPath(transport)) this.reachedPath = true
     this.refusals = 0
     this.stalled = undefined
   }
 
-  private refused(errno: string): void {
+  private refused (errno: string): void {
     this.refusals++
     this.stalled = errno
   }
@@ -542,7 +575,7 @@ class SdNotifier implements Notifier {
    * deadline, so nothing is lost across the gap. Before any datagram got through it fails at once, as
    * sd_notify(3) does: the address is wrong, and waiting would only delay the error.
    */
-  private vanished(error: unknown, transport: Transport): string | undefined {
+  private vanished (error: unknown, transport: Transport): string | undefined {
     const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown }
     if (code !== 'ERR_SDNOTIFY_SEND_FAILED' || (errno !== 'ENOENT' && errno !== 'ECONNREFUSED')) return undefined
     return this.reachedPath && this.sendsToPath(transport) ? errno : undefined
@@ -552,24 +585,24 @@ class SdNotifier implements Notifier {
    * Sends to NOTIFY_SOCKET's path on each send, so it reaches a socket bound there again. Not the fd
    * transport (and koffi on its descriptor): connected once and for all; not exec (systemd-notify's business).
    */
-  private sendsToPath(transport: Transport): boolean {
+  private sendsToPath (transport: Transport): boolean {
     return transport.name === 'unix-dgram' || (transport.name === 'koffi' && this.active?.name !== 'fd')
   }
 
   /** Removes a job the manager took, and answers its callers. */
-  private sent(job: Job): void {
+  private sent (job: Job): void {
     this.remove(job)
     if (job.status !== undefined) this.status_ = job.status
     for (const waiter of job.waiters.splice(0)) waiter.resolve(true)
   }
 
   /** Removes a job that cannot be sent, and answers its callers. */
-  private fail(job: Job, error: unknown): void {
+  private fail (job: Job, error: unknown): void {
     this.remove(job)
     for (const waiter of job.waiters.splice(0)) waiter.reject(error)
   }
 
-  private remove(job: Job): void {
+  private remove (job: Job): void {
     const index = this.queue.indexOf(job)
     if (index >= 0) this.queue.splice(index, 1)
     if (this.latest.status === job) this.latest.status = undefined
@@ -582,7 +615,7 @@ class SdNotifier implements Notifier {
    * (a write cannot be taken back), but its callers are answered at their own deadline all the same: one that
    * superseded older calls is sent until the newest caller's deadline, and the older ones must not wait that long.
    */
-  private expire(now = performance.now()): void {
+  private expire (now = performance.now()): void {
     clearTimeout(this.expiryTimer)
     this.expiryTimer = undefined
     this.expiryAt = Infinity
@@ -602,7 +635,7 @@ class SdNotifier implements Notifier {
     if (next < Infinity) this.armExpiry(next)
   }
 
-  private armExpiry(at: number): void {
+  private armExpiry (at: number): void {
     if (at >= this.expiryAt) return
     clearTimeout(this.expiryTimer)
     this.expiryAt = at
@@ -610,7 +643,7 @@ class SdNotifier implements Notifier {
     this.expiryTimer = setTimeout(() => this.expire(), timerMs(at - performance.now())).unref()
   }
 
-  private timeout(job: Job): SdNotifyError {
+  private timeout (job: Job): SdNotifyError {
     // Waiting behind a send the transport has not finished (a blocked write on the fd transport): the manager is
     // not taking datagrams, which is EAGAIN to the caller even before that send itself gives up.
     const behind = job.errno === undefined && this.stalled === undefined && this.inFlightDeadline !== undefined
@@ -626,7 +659,7 @@ class SdNotifier implements Notifier {
     return new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', `${what}: ${reason}`, { transport, errno })
   }
 
-  private whenDisabled(): Promise<boolean> {
+  private whenDisabled (): Promise<boolean> {
     try {
       return Promise.resolve(this.disabled())
     } catch (error) {
@@ -634,9 +667,10 @@ class SdNotifier implements Notifier {
     }
   }
 
-  private disabled(): false {
+  private disabled (): false {
     if (this.strict) {
-      throw new SdNotifyError('ERR_SDNOTIFY_NO_SOCKET', 'sdnotify: NOTIFY_SOCKET is not set: not running as a Type=notify systemd service (strict mode)', {
+      const message = 'sdnotify: NOTIFY_SOCKET is not set: not running as a Type=notify systemd service (strict mode)'
+      throw new SdNotifyError('ERR_SDNOTIFY_NO_SOCKET', message, {
         field: 'NOTIFY_SOCKET',
         rule: 'must be set in strict mode',
       })
@@ -648,14 +682,14 @@ class SdNotifier implements Notifier {
    * The transport for the next send; the first use loads it, falling back down the order on failure. One
    * load at a time (prepare() runs beside the queue); a failed load is tried again by the next caller.
    */
-  private async transportFor(needsFds: boolean): Promise<Transport> {
+  private async transportFor (needsFds: boolean): Promise<Transport> {
     if (!this.active) {
       this.selecting ??= this.select().then(
         (transport) => (this.active = transport),
         (error: unknown) => {
           this.selecting = undefined
           throw error
-        },
+        }
       )
       await this.selecting
     }
@@ -668,12 +702,12 @@ class SdNotifier implements Notifier {
       (error: unknown) => {
         this.loadingFdPassing = undefined
         throw error
-      },
+      }
     )
     return this.loadingFdPassing
   }
 
-  private async loadFdPassing(transport: Transport): Promise<Transport> {
+  private async loadFdPassing (transport: Transport): Promise<Transport> {
     let target: KoffiTarget
     if (transport.name === 'fd') target = { connectedFd: this.ctx.notifyFd as number }
     else if (this.ctx.address?.family === 'unix') target = { address: this.ctx.address }
@@ -688,15 +722,16 @@ class SdNotifier implements Notifier {
     return koffi
   }
 
-  private unsupported(name: TransportName, cause?: unknown): SdNotifyError {
+  private unsupported (name: TransportName, cause?: unknown): SdNotifyError {
     return new SdNotifyError(
       'ERR_SDNOTIFY_UNSUPPORTED',
-      `sdnotify: passing file descriptors (FDSTORE, BARRIER) needs the koffi transport; the ${name} transport cannot, and koffi is unavailable`,
-      { transport: name, cause },
+      'sdnotify: passing file descriptors (FDSTORE, BARRIER) needs the koffi transport; ' +
+        `the ${name} transport cannot, and koffi is unavailable`,
+      { transport: name, cause }
     )
   }
 
-  private async select(): Promise<Transport> {
+  private async select (): Promise<Transport> {
     const order = this.forced ? [this.forced] : TRANSPORT_ORDER
     const failures: string[] = []
     for (const name of order) {
@@ -717,35 +752,37 @@ class SdNotifier implements Notifier {
       if (name === 'exec' && !warnedExec) {
         warnedExec = true
         this.warn(
-          'sdnotify: using the exec transport (systemd-notify as a child process). Under the default NotifyAccess=main systemd ' +
-            'ignores a non-root service\'s notifications this way: set NotifyAccess=all in the unit, or install koffi (npm install koffi) ' +
-            'to send from this process.',
-          'SDNOTIFY_EXEC_FALLBACK',
+          'sdnotify: using the exec transport (systemd-notify as a child process). ' +
+            'Under the default NotifyAccess=main systemd ignores a non-root service\'s notifications this way: ' +
+            'set NotifyAccess=all in the unit, or install koffi (npm install koffi) to send from this process.',
+          'SDNOTIFY_EXEC_FALLBACK'
         )
       }
       return transport
     }
-    throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', `sdnotify: no transport can reach the service manager (${failures.join('; ')})`, {
-      transport: this.forced,
-    })
+    const message = `sdnotify: no transport can reach the service manager (${failures.join('; ')})`
+    throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', message, { transport: this.forced })
   }
 }
 
-function validateOptions(options: NotifierOptions): void {
+function validateOptions (options: NotifierOptions): void {
   if (options === null || typeof options !== 'object') throw invalidOption('options', 'must be an object')
   const names = ['auto', ...TRANSPORT_ORDER]
   if (options.transport !== undefined && !names.includes(options.transport)) {
     throw invalidOption('transport', `must be one of ${names.join(', ')} (got ${JSON.stringify(options.transport)})`)
   }
-  if (options.sendTimeoutMs !== undefined && !(typeof options.sendTimeoutMs === 'number' && options.sendTimeoutMs > 0)) {
-    throw invalidOption('sendTimeoutMs', `must be a positive number of milliseconds (got ${String(options.sendTimeoutMs)})`)
+  const sendTimeoutMs = options.sendTimeoutMs
+  if (sendTimeoutMs !== undefined && !(typeof sendTimeoutMs === 'number' && sendTimeoutMs > 0)) {
+    throw invalidOption('sendTimeoutMs', `must be a positive number of milliseconds (got ${String(sendTimeoutMs)})`)
   }
   for (const name of ['onWarning', 'onError'] as const) {
-    if (options[name] !== undefined && typeof options[name] !== 'function') throw invalidOption(name, 'must be a function')
+    if (options[name] !== undefined && typeof options[name] !== 'function') {
+      throw invalidOption(name, 'must be a function')
+    }
   }
 }
 
 /** Creates a notifier. Cheap: nothing is loaded or opened until the first notification is sent. */
-export function createNotifier(options: NotifierOptions = {}): Notifier {
+export function createNotifier (options: NotifierOptions = {}): Notifier {
   return new SdNotifier(options)
 }

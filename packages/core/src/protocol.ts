@@ -106,31 +106,31 @@ const FIELD_ORDER = new Map<string, number>(TYPED_FIELDS.map((field, index) => [
 const byFieldOrder = (a: TypedField, b: TypedField) => (FIELD_ORDER.get(a) as number) - (FIELD_ORDER.get(b) as number)
 
 /** Reads CLOCK_MONOTONIC in µs: libuv's uv_hrtime (process.hrtime) uses CLOCK_MONOTONIC on Linux. */
-export function monotonicUsec(): bigint {
+export function monotonicUsec (): bigint {
   return process.hrtime.bigint() / 1000n
 }
 
 /** A value must fit on one line: a newline would start a second assignment (STATUS=ok\nMAINPID=1). */
-function checkValue(key: string, value: string): string {
+function checkValue (key: string, value: string): string {
   if (value.includes('\n')) throw invalidField(key, 'must not contain a newline (it would start another field)')
   if (value.includes('\0')) throw invalidField(key, 'must not contain a NUL byte')
   return value
 }
 
-function flag(key: string, value: unknown): string | undefined {
+function flag (key: string, value: unknown): string | undefined {
   if (value === undefined || value === false) return undefined
   if (value !== true) throw invalidField(key, `must be true, false or undefined (got ${describeValue(value)})`)
   return '1'
 }
 
-function integer(key: string, value: unknown, min: number, max: number): string {
+function integer (key: string, value: unknown, min: number, max: number): string {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     throw invalidField(key, `must be an integer from ${min} to ${max} (got ${describeValue(value)})`)
   }
   return String(value)
 }
 
-function positiveUsec(key: string, value: unknown): string {
+function positiveUsec (key: string, value: unknown): string {
   if (typeof value === 'bigint') {
     if (value < 1n || value >= 2n ** 64n - 1n) throw invalidField(key, `must be from 1 to 2^64-2 µs (got ${value})`)
     return value.toString()
@@ -138,31 +138,34 @@ function positiveUsec(key: string, value: unknown): string {
   return integer(key, value, 1, Number.MAX_SAFE_INTEGER)
 }
 
-function text(key: string, value: unknown): string {
+function text (key: string, value: unknown): string {
   if (typeof value !== 'string') throw invalidField(key, `must be a string (got ${describeValue(value)})`)
   return checkValue(key, value)
 }
 
 // sd_notify(3), FDNAME=: "up to 255 characters … must not contain control characters or ':'".
-function fdName(value: unknown): string {
+function fdName (value: unknown): string {
   const name = text('FDNAME', value)
   if (name.length === 0 || name.length > 255) throw invalidField('FDNAME', 'must be 1 to 255 characters long')
-  // eslint-disable-next-line no-control-regex
+
   if (!/^[\x20-\x7e]+$/.test(name)) throw invalidField('FDNAME', 'must contain only printable ASCII characters')
   if (name.includes(':')) throw invalidField('FDNAME', "must not contain ':'")
   return name
 }
 
 // A D-Bus error name is an interface-like name: two or more dot-separated elements of [A-Za-z_][A-Za-z0-9_]*, ≤ 255.
-function busErrorName(value: unknown): string {
+function busErrorName (value: unknown): string {
   const name = text('BUSERROR', value)
   if (name.length > 255 || !/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$/.test(name)) {
-    throw invalidField('BUSERROR', `must be a D-Bus error name such as org.freedesktop.DBus.Error.Failed (got ${JSON.stringify(name)})`)
+    throw invalidField(
+      'BUSERROR',
+      `must be a D-Bus error name such as org.freedesktop.DBus.Error.Failed (got ${JSON.stringify(name)})`
+    )
   }
   return name
 }
 
-function encodeField(field: TypedField, value: unknown): string | undefined {
+function encodeField (field: TypedField, value: unknown): string | undefined {
   const key = FIELD_KEYS[field]
   switch (field) {
     case 'ready':
@@ -207,7 +210,7 @@ function encodeField(field: TypedField, value: unknown): string | undefined {
  * Validates a notification and returns its assignments, in a stable order.
  * Throws SdNotifyError (ERR_SDNOTIFY_INVALID_FIELD) naming the field and the rule.
  */
-export function toAssignments(notification: Notification, now: () => bigint = monotonicUsec): string[] {
+export function toAssignments (notification: Notification, now: () => bigint = monotonicUsec): string[] {
   if (notification === null || typeof notification !== 'object' || Array.isArray(notification)) {
     throw invalidField('notification', 'must be an object such as { ready: true, status: "…" }')
   }
@@ -218,7 +221,8 @@ export function toAssignments(notification: Notification, now: () => bigint = mo
   let hasExtra = false
   for (const name in notification) {
     if (!KNOWN_FIELDS.has(name)) {
-      throw invalidField(name, `is not a notification field (known: ${[...KNOWN_FIELDS].join(', ')}); put custom KEY=VALUE pairs in extra`)
+      const known = [...KNOWN_FIELDS].join(', ')
+      throw invalidField(name, `is not a notification field (known: ${known}); put custom KEY=VALUE pairs in extra`)
     }
     if (name === 'extra') hasExtra = true
     else present.push(name as TypedField)
@@ -240,9 +244,13 @@ export function toAssignments(notification: Notification, now: () => bigint = mo
     if (encoded !== undefined) lines.push(FIELD_KEYS[field] + '=' + encoded)
   }
   if (hasExtra && fields.extra !== undefined) {
-    if (fields.extra === null || typeof fields.extra !== 'object') throw invalidField('extra', 'must be an object of KEY: value pairs')
+    if (fields.extra === null || typeof fields.extra !== 'object') {
+      throw invalidField('extra', 'must be an object of KEY: value pairs')
+    }
     for (const [key, value] of Object.entries(fields.extra)) {
-      if (!KEY_PATTERN.test(key)) throw invalidField(key, 'must match [A-Z][A-Z0-9_]* (upper-case letters, digits, underscores)')
+      if (!KEY_PATTERN.test(key)) {
+        throw invalidField(key, 'must match [A-Z][A-Z0-9_]* (upper-case letters, digits, underscores)')
+      }
       // Every typed field's key is reserved, so an extra key can never repeat a line already written.
       const reserved = RESERVED_KEYS.get(key)
       if (reserved !== undefined) throw invalidField(key, reserved)
@@ -250,29 +258,36 @@ export function toAssignments(notification: Notification, now: () => bigint = mo
         throw invalidField(key, `must be a string, number or boolean (got ${describeValue(value)})`)
       }
       if (typeof value === 'number' && !Number.isFinite(value)) throw invalidField(key, 'must be a finite number')
-      const encoded = typeof value === 'boolean' ? (value ? '1' : '0') : checkValue(key, String(value))
+      let encoded: string
+      if (typeof value === 'boolean') encoded = value ? '1' : '0'
+      else encoded = checkValue(key, String(value))
       lines.push(`${key}=${encoded}`)
     }
   }
   if (present.includes('fdStoreRemove') && fields.fdStoreRemove === true && fields.fdName === undefined) {
     throw invalidField('FDSTOREREMOVE', 'needs FDNAME (fdName) to say which descriptors to remove')
   }
-  if (present.includes('fdPoll') && fields.fdPoll === false && fields.fdStore !== true) throw invalidField('FDPOLL', 'can only be sent with FDSTORE=1 (fdStore: true)')
+  if (present.includes('fdPoll') && fields.fdPoll === false && fields.fdStore !== true) {
+    throw invalidField('FDPOLL', 'can only be sent with FDSTORE=1 (fdStore: true)')
+  }
   if (lines.length === 0) throw invalidField('notification', 'is empty: set at least one field')
   return lines
 }
 
 /** Encodes a notification into the datagram systemd expects. */
-export function encodeNotification(notification: Notification, now?: () => bigint): Buffer {
+export function encodeNotification (notification: Notification, now?: () => bigint): Buffer {
   const lines = toAssignments(notification, now)
   const message = Buffer.from(lines.length === 1 ? (lines[0] as string) : lines.join('\n'), 'utf8')
   if (message.length > MAX_MESSAGE_BYTES) {
-    throw invalidField('notification', `is ${message.length} bytes; systemd ignores messages over ${MAX_MESSAGE_BYTES} bytes`)
+    throw invalidField(
+      'notification',
+      `is ${message.length} bytes; systemd ignores messages over ${MAX_MESSAGE_BYTES} bytes`
+    )
   }
   return message
 }
 
-export function describeValue(value: unknown): string {
+export function describeValue (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)
   if (typeof value === 'bigint') return `${value}n`
   if (value === null || typeof value !== 'object') return String(value)

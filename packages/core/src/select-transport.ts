@@ -22,32 +22,45 @@ export interface SelectionContext {
   systemdNotify: string | undefined
 }
 
-function unixAddressReason(ctx: SelectionContext): string | undefined {
+function unixAddressReason (ctx: SelectionContext): string | undefined {
   if (ctx.notifySocket === undefined) return 'NOTIFY_SOCKET is not set'
   if (ctx.address === undefined) return ctx.addressProblem ?? 'NOTIFY_SOCKET cannot be parsed'
-  if (ctx.address.family === 'vsock') return `${ctx.notifySocket} is an AF_VSOCK address; only systemd-notify (exec) sends to those`
+  if (ctx.address.family === 'vsock') {
+    return `${ctx.notifySocket} is an AF_VSOCK address; only systemd-notify (exec) sends to those`
+  }
   return undefined
 }
 
-export function planTransports(ctx: SelectionContext): TransportPlan[] {
+export function planTransports (ctx: SelectionContext): TransportPlan[] {
   const noUnix = unixAddressReason(ctx)
   const plans: TransportPlan[] = []
   plans.push(
     ctx.notifyFd !== undefined
       ? { name: 'fd', usable: true, reason: `descriptor ${ctx.notifyFd} named "notify" was passed by OpenFile=` }
-      : { name: 'fd', usable: false, reason: 'no descriptor named "notify" in LISTEN_FDNAMES (systemd ≥ 253: OpenFile=/run/systemd/notify:notify)' },
+      : {
+          name: 'fd',
+          usable: false,
+          reason: 'no descriptor named "notify" in LISTEN_FDNAMES (systemd ≥ 253: OpenFile=/run/systemd/notify:notify)',
+        }
   )
-  plans.push(noUnix ? { name: 'koffi', usable: false, reason: noUnix } : { name: 'koffi', usable: true, reason: 'optional dependency koffi, loaded on first send' })
+  plans.push(noUnix
+    ? { name: 'koffi', usable: false, reason: noUnix }
+    : { name: 'koffi', usable: true, reason: 'optional dependency koffi, loaded on first send' })
   if (noUnix) plans.push({ name: 'unix-dgram', usable: false, reason: noUnix })
   else if (ctx.address?.family === 'unix' && ctx.address.abstract) {
-    plans.push({ name: 'unix-dgram', usable: false, reason: `${ctx.notifySocket} is an abstract name, which unix-dgram cannot reach` })
+    const reason = `${ctx.notifySocket} is an abstract name, which unix-dgram cannot reach`
+    plans.push({ name: 'unix-dgram', usable: false, reason })
   } else {
     const reason = 'unix-dgram, an optional peer dependency (the application installs it), loaded on first send'
     plans.push({ name: 'unix-dgram', usable: true, reason })
   }
   if (ctx.notifySocket === undefined) plans.push({ name: 'exec', usable: false, reason: 'NOTIFY_SOCKET is not set' })
-  else if (ctx.systemdNotify === undefined) plans.push({ name: 'exec', usable: false, reason: 'systemd-notify was not found on PATH' })
-  else plans.push({ name: 'exec', usable: true, reason: `${ctx.systemdNotify} runs as a child process: a non-root service needs NotifyAccess=all` })
+  else if (ctx.systemdNotify === undefined) {
+    plans.push({ name: 'exec', usable: false, reason: 'systemd-notify was not found on PATH' })
+  } else {
+    const reason = `${ctx.systemdNotify} runs as a child process: a non-root service needs NotifyAccess=all`
+    plans.push({ name: 'exec', usable: true, reason })
+  }
   return plans
 }
 
@@ -55,16 +68,27 @@ export function planTransports(ctx: SelectionContext): TransportPlan[] {
  * Creates a transport. Each is imported only here, when chosen: importing them all (node:net,
  * node:child_process…) would add tens of ms to every start-up, under systemd or not.
  */
-export async function createTransport(name: TransportName, ctx: SelectionContext, options: TransportOptions): Promise<Transport> {
+export async function createTransport (
+  name: TransportName,
+  ctx: SelectionContext,
+  options: TransportOptions
+): Promise<Transport> {
   switch (name) {
     case 'fd':
       return new (await import('./transports/fd.js')).FdTransport(ctx.notifyFd as number, options)
     case 'koffi':
-      return new (await import('./transports/koffi.js')).KoffiTransport({ address: ctx.address as UnixAddress }, options)
+      return new (await import('./transports/koffi.js')).KoffiTransport(
+        { address: ctx.address as UnixAddress },
+        options
+      )
     case 'unix-dgram':
       return new (await import('./transports/unix-dgram.js')).UnixDgramTransport(ctx.address as UnixAddress, options)
     case 'exec':
-      return new (await import('./transports/exec.js')).ExecTransport(ctx.systemdNotify as string, ctx.notifySocket as string, Math.max(options.sendTimeoutMs, 1000))
+      return new (await import('./transports/exec.js')).ExecTransport(
+        ctx.systemdNotify as string,
+        ctx.notifySocket as string,
+        Math.max(options.sendTimeoutMs, 1000)
+      )
   }
 }
 
@@ -72,7 +96,7 @@ export async function createTransport(name: TransportName, ctx: SelectionContext
  * Finds an executable on PATH without spawning anything. Only absolute PATH entries count: a relative one
  * (or an empty one, which shells read as ".") would run whatever systemd-notify the working directory holds.
  */
-export function findExecutable(command: string, path = process.env.PATH ?? ''): string | undefined {
+export function findExecutable (command: string, path = process.env.PATH ?? ''): string | undefined {
   // getBuiltinModule: an ESM import of node:fs would add milliseconds to every import of this package.
   const { accessSync, constants } = process.getBuiltinModule('node:fs')
   const directories = path.split(':').filter((dir) => dir.startsWith('/'))

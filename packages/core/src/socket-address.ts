@@ -19,7 +19,7 @@ export type SocketAddress =
   | { family: 'IPv4' | 'IPv6'; address: string; port: number }
   | { family: 'unix'; path: string }
 
-function option(libc: Libc, fd: number, name: number): number | undefined {
+function option (libc: Libc, fd: number, name: number): number | undefined {
   const value = new Int32Array(1)
   const length = new Uint32Array([4])
   return libc.getsockopt(fd, SOL_SOCKET, name, value, length) === 0 ? value[0] : undefined
@@ -29,7 +29,7 @@ function option(libc: Libc, fd: number, name: number): number | undefined {
  * The address a passed descriptor listens on, or undefined when it is not a listening stream socket
  * (a closed descriptor, a file, a datagram socket). Throws SdNotifyError when koffi cannot be loaded.
  */
-export function listeningSocketAddress(fd: number): SocketAddress | undefined {
+export function listeningSocketAddress (fd: number): SocketAddress | undefined {
   let libc: Libc
   try {
     libc = loadLibcSync()
@@ -45,7 +45,7 @@ export function listeningSocketAddress(fd: number): SocketAddress | undefined {
 }
 
 /** struct sockaddr_in / sockaddr_in6 / sockaddr_un, as getsockname(2) fills it (family in host order). */
-export function parseSockaddr(raw: Buffer): SocketAddress | undefined {
+export function parseSockaddr (raw: Buffer): SocketAddress | undefined {
   if (raw.length < 2) return undefined
   const family = raw.readUInt16LE(0) // x86-64 and arm64 are little-endian
   if (family === AF_INET && raw.length >= 8) {

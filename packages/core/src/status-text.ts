@@ -3,8 +3,8 @@
 // else is folded here instead of failing validation and losing the notification it travels with.
 
 // C0 controls (newline, tab, NUL…), DEL, C1 controls, and Unicode's line and paragraph separators.
-// eslint-disable-next-line no-control-regex
 const CONTROL_RUN =
+  // eslint-disable-next-line no-control-regex -- control characters are what it looks for
   /[ \x00-\x1f\x7f-\x9f\u2028\u2029]*[\x00-\x1f\x7f-\x9f\u2028\u2029][ \x00-\x1f\x7f-\x9f\u2028\u2029]*/g
 const ELLIPSIS = '…' // 3 bytes of UTF-8
 const UNPRINTABLE = '[unprintable value]'
@@ -14,7 +14,7 @@ const UNPRINTABLE = '[unprintable value]'
  * spaces around them folded into one space, lone surrogates replaced by U+FFFD, trimmed, cut to
  * `maxBytes` bytes of UTF-8 on a character boundary (ending in '…'), never empty ('-'). Never throws.
  */
-export function statusText(text: unknown, maxBytes = 1024): string {
+export function statusText (text: unknown, maxBytes = 1024): string {
   let value: string
   try {
     value = typeof text === 'string' ? text : String(text)
@@ -36,14 +36,15 @@ export function statusText(text: unknown, maxBytes = 1024): string {
  * What went wrong, as STATUS= text: an Error's message (an AggregateError's message and those of its
  * errors, joined with '; '; `cause` is left out), String(value) for anything else. Never throws.
  */
-export function errorText(error: unknown): string {
+export function errorText (error: unknown): string {
   return statusText(describe(error, 0))
 }
 
-function describe(error: unknown, depth: number): string {
+function describe (error: unknown, depth: number): string {
   try {
     if (error === null || typeof error !== 'object') return String(error)
     const { message, name, errors } = error as { message?: unknown; name?: unknown; errors?: unknown }
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- any thrown value: its own toString(), if any
     if (typeof message !== 'string') return String(error)
     const own = message || (typeof name === 'string' && name) || 'Error'
     if (!Array.isArray(errors) || errors.length === 0 || depth > 2) return own

@@ -19,14 +19,15 @@ export interface WatchdogSettings {
   reason: string
 }
 
-export function watchdogSettings(vars: SystemdVariables, pid = process.pid): WatchdogSettings {
+export function watchdogSettings (vars: SystemdVariables, pid = process.pid): WatchdogSettings {
   const usec = vars.WATCHDOG_USEC
-  if (usec === undefined) return { enabled: false, timeoutMs: undefined, reason: 'WATCHDOG_USEC is not set (no WatchdogSec= in the unit)' }
+  const disabled = (reason: string): WatchdogSettings => ({ enabled: false, timeoutMs: undefined, reason })
+  if (usec === undefined) return disabled('WATCHDOG_USEC is not set (no WatchdogSec= in the unit)')
   if (!/^\d+$/.test(usec) || BigInt(usec) === 0n) {
-    return { enabled: false, timeoutMs: undefined, reason: `WATCHDOG_USEC=${JSON.stringify(usec)} is not a positive number of µs` }
+    return disabled(`WATCHDOG_USEC=${JSON.stringify(usec)} is not a positive number of µs`)
   }
   if (vars.WATCHDOG_PID !== undefined && vars.WATCHDOG_PID !== String(pid)) {
-    return { enabled: false, timeoutMs: undefined, reason: `WATCHDOG_PID=${vars.WATCHDOG_PID} is another process (we are ${pid})` }
+    return disabled(`WATCHDOG_PID=${vars.WATCHDOG_PID} is another process (we are ${pid})`)
   }
   const timeoutMs = Math.max(1, Math.floor(Math.min(Number(usec), Number.MAX_SAFE_INTEGER) / 1000))
   return { enabled: true, timeoutMs, reason: `WatchdogSec=${timeoutMs / 1000}s` }
@@ -94,6 +95,7 @@ export class Watchdog {
     recheckMs: 0,
     sentinelMs: 0,
   }
+
   private generation = 0
   private active = false
   private unhealthy: string | undefined
@@ -110,19 +112,19 @@ export class Watchdog {
   /** A healthCheck call that has not settled yet (maybe of an earlier tick, or before start() was called again). */
   private pending: PendingCheck | undefined
 
-  constructor(settings: WatchdogSettings, host: WatchdogHost) {
+  constructor (settings: WatchdogSettings, host: WatchdogHost) {
     this.enabled = settings.enabled
     this.intervalMs = settings.timeoutMs
     this.reason = settings.reason
     this.host = host
   }
 
-  get running(): boolean {
+  get running (): boolean {
     return this.active
   }
 
   /** Why the process is currently considered unhealthy, or undefined. */
-  get unhealthyReason(): string | undefined {
+  get unhealthyReason (): string | undefined {
     return this.unhealthy
   }
 
@@ -130,7 +132,7 @@ export class Watchdog {
    * Starts pinging. Returns false (and does nothing) when systemd expects no pings. Calling it again
    * restarts with the new options. Throws SdNotifyError for invalid options.
    */
-  start(options: WatchdogOptions = {}): boolean {
+  start (options: WatchdogOptions = {}): boolean {
     const timeout = this.intervalMs
     const pingIntervalMs = options.pingIntervalMs ?? Math.max(1, Math.floor((timeout ?? 1000) / 2))
     positive('watchdog.pingIntervalMs', pingIntervalMs)
@@ -188,7 +190,7 @@ export class Watchdog {
   }
 
   /** Stops pinging (systemd will then restart the service after the timeout unless it stops too). */
-  stop(): void {
+  stop (): void {
     this.generation++
     this.active = false
     clearTimeout(this.timer)
@@ -198,23 +200,23 @@ export class Watchdog {
   }
 
   /** WATCHDOG=1 now, whatever the health. */
-  ping(): Promise<boolean> {
+  ping (): Promise<boolean> {
     return this.host.sendPing(true)
   }
 
   /** WATCHDOG=trigger: tell systemd the service is hung, now (systemd ≥ 243). */
-  trigger(): Promise<boolean> {
+  trigger (): Promise<boolean> {
     return this.host.sendPing('trigger')
   }
 
   /** Arms the next tick: `index` is its place on the fixed-rate schedule, undefined for a re-check. */
-  private arm(generation: number, dueAt: number, index: number | undefined): void {
+  private arm (generation: number, dueAt: number, index: number | undefined): void {
     clearTimeout(this.timer)
-    this.timer = setTimeout(() => void this.tick(generation, dueAt, index), Math.max(0, dueAt - performance.now()))
+    this.timer = setTimeout(() => { void this.tick(generation, dueAt, index) }, Math.max(0, dueAt - performance.now()))
     this.timer.unref() // never keep the host process alive
   }
 
-  private async tick(generation: number, dueAt: number, index: number | undefined): Promise<void> {
+  private async tick (generation: number, dueAt: number, index: number | undefined): Promise<void> {
     clearTimeout(this.timer) // an early check replaces the armed tick
     this.timer = undefined
     this.ticking = true
@@ -254,7 +256,7 @@ export class Watchdog {
     }
   }
 
-  private next(generation: number, startedAt: number, soon: boolean): void {
+  private next (generation: number, startedAt: number, soon: boolean): void {
     const now = performance.now()
     const { pingIntervalMs, recheckMs } = this.options
     if (soon) {
@@ -274,15 +276,15 @@ export class Watchdog {
           'ERR_SDNOTIFY_TIMEOUT',
           `sdnotify: watchdog: a health check and ping took ${took} ms, ` +
             `longer than pingIntervalMs (${pingIntervalMs} ms): ` +
-            `${skipped} tick${skipped === 1 ? ' was' : 's were'} skipped`,
-        ),
+            `${skipped} tick${skipped === 1 ? ' was' : 's were'} skipped`
+        )
       )
     }
     this.arm(generation, this.anchor + index * pingIntervalMs, index)
   }
 
   /** Errors go to the host's onError; one that throws there must not break the schedule either. */
-  private report(error: unknown): void {
+  private report (error: unknown): void {
     try {
       this.host.onError(error)
     } catch {
@@ -290,14 +292,14 @@ export class Watchdog {
     }
   }
 
-  private armSentinel(generation: number): void {
+  private armSentinel (generation: number): void {
     const { sentinelMs } = this.options
     this.sentinelDue = performance.now() + sentinelMs
     this.sentinel = setTimeout(() => this.onSentinel(generation), sentinelMs)
     this.sentinel.unref()
   }
 
-  private onSentinel(generation: number): void {
+  private onSentinel (generation: number): void {
     if (generation !== this.generation) return
     this.sampleLoopDelay(generation, true)
     if (this.stallMayExceed(this.worstDelayMs) && !this.ticking) {
@@ -311,7 +313,7 @@ export class Watchdog {
    * sentinel fired, and by each check, which takes an overdue sentinel's lateness itself (its callback has
    * not run yet because the event loop was blocked) so that the next check does not count it again.
    */
-  private sampleLoopDelay(generation: number, fired: boolean): void {
+  private sampleLoopDelay (generation: number, fired: boolean): void {
     if (this.sentinel === undefined) return
     const now = performance.now()
     if (!fired && now < this.sentinelDue) return
@@ -324,12 +326,12 @@ export class Watchdog {
    * A sentinel `lateMs` late means a stall of lateMs to lateMs + sentinelMs (it may have been armed up to one
    * period before the stall began): count it when that may exceed the limit, so that no longer stall is missed.
    */
-  private stallMayExceed(lateMs: number): boolean {
+  private stallMayExceed (lateMs: number): boolean {
     const { maxEventLoopDelayMs, sentinelMs } = this.options
     return maxEventLoopDelayMs !== false && lateMs + sentinelMs > maxEventLoopDelayMs
   }
 
-  private async check(generation: number, lateMs: number): Promise<string | undefined> {
+  private async check (generation: number, lateMs: number): Promise<string | undefined> {
     const { maxEventLoopDelayMs } = this.options
     if (maxEventLoopDelayMs !== false) {
       // The worst delay the sentinel saw since the last check; how late this tick itself ran is a lower bound too.
@@ -364,7 +366,7 @@ export class Watchdog {
   }
 
   /** Calls healthCheck; its result is kept as `pending` until it settles. */
-  private callHealthCheck(healthCheck: () => unknown): PendingCheck {
+  private callHealthCheck (healthCheck: () => unknown): PendingCheck {
     const pending: PendingCheck = { healthCheck, startedAt: performance.now(), result: Promise.resolve(undefined) }
     this.pending = pending // before the call: one that throws synchronously settles (and clears it) at once
     pending.result = (async () => {
@@ -387,7 +389,7 @@ interface PendingCheck {
   result: Promise<string | undefined>
 }
 
-function positive(option: string, value: unknown): void {
+function positive (option: string, value: unknown): void {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
     throw invalidOption(option, `must be a positive number of milliseconds (got ${String(value)})`)
   }

@@ -1,5 +1,4 @@
 import t from 'tap'
-import { fakeManager } from '@sdnotify/systemd-harness'
 import {
   ADAPTER_OPTION_NAMES,
   createNotifier,
@@ -10,11 +9,18 @@ import {
   validateAdapterOptions,
 } from '../src/index.js'
 import { validateWatchdogOptions } from '../src/adapter.js'
+import { type FakeManager, fakeManager } from '../src/testing.js'
 
-const texts = (messages: { text: string }[]) =>
+const texts = (messages: readonly { text: string }[]) =>
   messages.map((m) => m.text.replace(/MONOTONIC_USEC=\d+/, 'MONOTONIC_USEC=…'))
 
-t.test('validateAdapterOptions: the shared names, rules naming the option, unknown keys rejected', async (t) => {
+/** Every datagram received, once there are at least `count`. */
+async function received (fake: FakeManager, count: number) {
+  await fake.waitFor(() => fake.datagrams.length >= count)
+  return fake.datagrams
+}
+
+t.test('validateAdapterOptions: the shared names, rules naming the option, unknown keys rejected', (t) => {
   t.same(
     [...ADAPTER_OPTION_NAMES],
     [
@@ -27,7 +33,7 @@ t.test('validateAdapterOptions: the shared names, rules naming the option, unkno
       'handleSignals',
       'onReload',
       'fdStore',
-    ],
+    ]
   )
   const ok = {
     notifier: createNotifier({ env: {} }),
@@ -67,7 +73,7 @@ t.test('validateAdapterOptions: the shared names, rules naming the option, unkno
     t.throws(
       () => validateAdapterOptions('@sdnotify/x', options, ['port']),
       { code: 'ERR_SDNOTIFY_INVALID_OPTION', field, message },
-      field,
+      field
     )
   }
   try {
@@ -75,9 +81,10 @@ t.test('validateAdapterOptions: the shared names, rules naming the option, unkno
   } catch (error) {
     t.ok(error instanceof SdNotifyError)
   }
+  t.end()
 })
 
-t.test('resolveStatus: string, callback, throwing callback, odd results: always one valid line', async (t) => {
+t.test('resolveStatus: string, callback, throwing callback, odd results: always one valid line', (t) => {
   const errors: unknown[] = []
   const onError = (error: unknown) => errors.push(error)
   const info = { addresses: ['http://127.0.0.1:3000'] }
@@ -86,11 +93,11 @@ t.test('resolveStatus: string, callback, throwing callback, odd results: always 
   t.equal(resolveStatus('two\nlines', info, 'fallback', onError), 'two lines')
   t.equal(
     resolveStatus((i) => `API at ${i.addresses[0]}`, info, 'fallback', onError),
-    'API at http://127.0.0.1:3000',
+    'API at http://127.0.0.1:3000'
   )
   t.equal(
     resolveStatus(() => 'line one\nline two', info, 'fallback', onError),
-    'line one line two',
+    'line one line two'
   )
   t.same(errors, [])
   const boom = new Error('boom')
@@ -101,10 +108,10 @@ t.test('resolveStatus: string, callback, throwing callback, odd results: always 
       },
       info,
       'Listening on x',
-      onError,
+      onError
     ),
     'Listening on x',
-    'a throwing callback gives the fallback',
+    'a throwing callback gives the fallback'
   )
   t.same(errors, [boom], 'and its error is reported')
   t.equal(
@@ -116,27 +123,28 @@ t.test('resolveStatus: string, callback, throwing callback, odd results: always 
       'fallback',
       () => {
         throw new Error('the reporter fails too')
-      },
+      }
     ),
     'fallback',
-    'a failing reporter does not throw either',
+    'a failing reporter does not throw either'
   )
+  t.end()
 })
 
 t.test(
   'runReload: RELOADING=1 (MONOTONIC_USEC), the handler, READY=1; failure: READY=1 + ERRNO + one-line status',
   async (t) => {
-    const fake = fakeManager()
+    const fake = await fakeManager()
     t.teardown(() => fake.close())
     const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address } })
     t.teardown(() => n.close())
     await n.ready('Listening on http://127.0.0.1:3000')
     let seen: string[] = []
     await runReload(n, async () => {
-      seen = texts(await fake.waitFor(2)) // times out unless RELOADING=1 went out before the handler
+      seen = texts(await received(fake, 2)) // times out unless RELOADING=1 went out before the handler
     })
     t.same(seen.slice(1), ['RELOADING=1\nMONOTONIC_USEC=…'], 'the handler ran after RELOADING=1 was sent')
-    t.same(texts(await fake.waitFor(3)).slice(1), [
+    t.same(texts(await received(fake, 3)).slice(1), [
       'RELOADING=1\nMONOTONIC_USEC=…',
       'READY=1\nSTATUS=Listening on http://127.0.0.1:3000',
     ])
@@ -146,9 +154,9 @@ t.test(
     await runReload(
       n,
       () => Promise.reject(failure),
-      (message, error) => logged.push([message, error]),
+      (message, error) => logged.push([message, error])
     )
-    t.same(texts(await fake.waitFor(5)).slice(3), [
+    t.same(texts(await received(fake, 5)).slice(3), [
       'RELOADING=1\nMONOTONIC_USEC=…',
       'READY=1\nSTATUS=Reload failed: bad config at line 3\nERRNO=5',
     ])
@@ -158,30 +166,30 @@ t.test(
       throw new Error('again')
     })
     t.same(
-      texts(await fake.waitFor(7)).slice(5),
+      texts(await received(fake, 7)).slice(5),
       ['RELOADING=1\nMONOTONIC_USEC=…', 'READY=1\nSTATUS=Reload failed: again\nERRNO=5'],
-      'a synchronous throw too',
+      'a synchronous throw too'
     )
 
     await runReload(n, () => undefined)
     t.same(
-      texts(await fake.waitFor(9)).slice(7),
+      texts(await received(fake, 9)).slice(7),
       ['RELOADING=1\nMONOTONIC_USEC=…', 'READY=1\nSTATUS=Listening on http://127.0.0.1:3000\nERRNO=0'],
-      'success after failures: the status before them comes back, ERRNO cleared',
+      'success after failures: the status before them comes back, ERRNO cleared'
     )
     await runReload(n, () => n.status('Config v2'))
     t.same(
-      texts(await fake.waitFor(12)).slice(9),
+      texts(await received(fake, 12)).slice(9),
       ['RELOADING=1\nMONOTONIC_USEC=…', 'STATUS=Config v2', 'READY=1\nSTATUS=Config v2'],
-      'a status the handler set stays',
+      'a status the handler set stays'
     )
-  },
+  }
 )
 
 t.test(
   'runReload: reloads asked for while one runs are coalesced into one more run; a failing send never rejects',
   async (t) => {
-    const fake = fakeManager()
+    const fake = await fakeManager()
     t.teardown(() => fake.close())
     const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address } })
     t.teardown(() => n.close())
@@ -192,17 +200,17 @@ t.test(
       return new Promise<void>((resolve) => (release = resolve))
     }
     const first = runReload(n, handler)
-    await fake.waitFor(1)
+    await received(fake, 1)
     const second = runReload(n, handler)
     const third = runReload(n, handler)
     t.equal(second, third, 'the same pending run')
     release()
     await new Promise((resolve) => setImmediate(resolve))
-    await fake.waitFor(3)
+    await received(fake, 3)
     release()
     await Promise.all([first, second, third])
     t.equal(runs, 2, 'two reloads, not three')
-    t.same(texts(await fake.waitFor(4)), [
+    t.same(texts(await received(fake, 4)), [
       'RELOADING=1\nMONOTONIC_USEC=…',
       'READY=1',
       'RELOADING=1\nMONOTONIC_USEC=…',
@@ -215,12 +223,12 @@ t.test(
     await runReload(
       broken,
       () => (ran = true),
-      (message) => logged.push(message),
+      (message) => logged.push(message)
     )
     t.ok(ran, 'the handler still runs')
     t.same(logged, ['RELOADING=1 failed', 'READY=1 failed'])
     await broken.close()
-  },
+  }
 )
 
 t.test('onReloadSignal: SIGHUP only under systemd', async (t) => {
@@ -228,10 +236,10 @@ t.test('onReloadSignal: SIGHUP only under systemd', async (t) => {
   t.equal(
     onReloadSignal(createNotifier({ env: {} }), () => undefined),
     undefined,
-    'not under systemd: nothing installed',
+    'not under systemd: nothing installed'
   )
   t.equal(process.listenerCount('SIGHUP'), before)
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address } })
   let reloads = 0
@@ -252,10 +260,12 @@ t.test('resolveStatus: synchronous; a promise or a non-string result gives the f
   const unhandled: unknown[] = []
   const onUnhandled = (reason: unknown) => unhandled.push(reason)
   process.on('unhandledRejection', onUnhandled)
-  t.teardown(() => void process.removeListener('unhandledRejection', onUnhandled))
+  t.teardown(() => { process.removeListener('unhandledRejection', onUnhandled) })
   const cases: [string, () => unknown, RegExp][] = [
     ['an async callback that rejects', async () => Promise.reject(new Error('async failure')), /returned a promise/],
+    // eslint-disable-next-line @typescript-eslint/require-await -- the case under test: an async callback
     ['an async callback that throws', async () => { throw new Error('async throw') }, /returned a promise/],
+    // eslint-disable-next-line @typescript-eslint/require-await -- the case under test: an async callback
     ['an async callback that resolves', async () => 'Up', /returned a promise/],
     ['a thenable', () => ({ then: (_: unknown, reject: (e: Error) => void) => reject(new Error('x')) }), /promise/],
     ['a number', () => 42, /returned a number, not a string/],
@@ -275,7 +285,7 @@ t.test('resolveStatus: synchronous; a promise or a non-string result gives the f
   t.same(unhandled, [], 'no unhandled rejection, ever')
 })
 
-t.test('validateAdapterOptions: timeouts must fit a Node.js timer with the 5 s exit margin', async (t) => {
+t.test('validateAdapterOptions: timeouts must fit a Node.js timer with the 5 s exit margin', (t) => {
   const max = 2 ** 31 - 1 - 5000
   t.doesNotThrow(() => validateAdapterOptions('@sdnotify/x', { shutdownTimeoutMs: max - 1 }))
   t.doesNotThrow(() => validateAdapterOptions('@sdnotify/x', { handleSignals: { timeoutMs: max - 1 } }))
@@ -287,7 +297,7 @@ t.test('validateAdapterOptions: timeouts must fit a Node.js timer with the 5 s e
         field: 'shutdownTimeoutMs',
         message: /^@sdnotify\/x: option shutdownTimeoutMs must be a positive number of ms below 2147478647/,
       },
-      `shutdownTimeoutMs ${value}`,
+      `shutdownTimeoutMs ${value}`
     )
     t.throws(
       () => validateAdapterOptions('@sdnotify/x', { handleSignals: { timeoutMs: value } }),
@@ -296,12 +306,13 @@ t.test('validateAdapterOptions: timeouts must fit a Node.js timer with the 5 s e
         field: 'handleSignals.timeoutMs',
         message: /^@sdnotify\/x: option handleSignals\.timeoutMs must be a positive number of ms below 2147478647/,
       },
-      `handleSignals.timeoutMs ${value}`,
+      `handleSignals.timeoutMs ${value}`
     )
   }
+  t.end()
 })
 
-t.test('validateAdapterOptions: watchdog options checked up front, unknown keys rejected', async (t) => {
+t.test('validateAdapterOptions: watchdog options checked up front, unknown keys rejected', (t) => {
   const ok = {
     pingIntervalMs: 100,
     maxEventLoopDelayMs: false,
@@ -315,17 +326,17 @@ t.test('validateAdapterOptions: watchdog options checked up front, unknown keys 
   t.doesNotThrow(() => validateAdapterOptions('@sdnotify/x', { watchdog: true }))
   t.doesNotThrow(
     () => validateAdapterOptions('@sdnotify/x', { watchdog: { terminus: [] } }, ['watchdog.terminus']),
-    "an adapter's own watchdog key, declared as 'watchdog.<key>'",
+    "an adapter's own watchdog key, declared as 'watchdog.<key>'"
   )
   t.throws(
     () => validateAdapterOptions('@sdnotify/nest', { watchdog: { terminus: [] } }, ['readyOn']),
     { name: 'SdNotifyError', field: 'watchdog.terminus', message: /is unknown/ },
-    'an undeclared watchdog key is refused, whichever the adapter',
+    'an undeclared watchdog key is refused, whichever the adapter'
   )
   t.throws(
     () => validateAdapterOptions('@sdnotify/x', { 'watchdog.terminus': [] }, ['watchdog.terminus']),
     { field: 'watchdog.terminus', message: /is unknown \(known: notifier, .*fdStore\)$/ },
-    'a declared watchdog key is not a top-level option',
+    'a declared watchdog key is not a top-level option'
   )
   const cases: [unknown, string, RegExp][] = [
     [
@@ -333,7 +344,7 @@ t.test('validateAdapterOptions: watchdog options checked up front, unknown keys 
       'watchdog.healthcheck',
       new RegExp(
         '^@sdnotify/x: option watchdog\\.healthcheck is unknown \\(known: pingIntervalMs, maxEventLoopDelayMs, ' +
-          'healthCheck, healthCheckTimeoutMs, onUnhealthy, reportStatus\\)$',
+          'healthCheck, healthCheckTimeoutMs, onUnhealthy, reportStatus\\)$'
       ),
     ],
     [{ terminus: [] }, 'watchdog.terminus', /is unknown/],
@@ -350,7 +361,7 @@ t.test('validateAdapterOptions: watchdog options checked up front, unknown keys 
     t.throws(
       () => validateAdapterOptions('@sdnotify/x', { watchdog }),
       { code: 'ERR_SDNOTIFY_INVALID_OPTION', field, message },
-      field,
+      field
     )
   }
   t.throws(
@@ -360,19 +371,20 @@ t.test('validateAdapterOptions: watchdog options checked up front, unknown keys 
       field: 'watchdog.healthcheck',
       message: /^sdnotify: option watchdog\.healthcheck is unknown/,
     },
-    'validateWatchdogOptions on its own',
+    'validateWatchdogOptions on its own'
   )
   t.doesNotThrow(() => validateWatchdogOptions('watchdog', { terminus: [] }, ['terminus']))
   t.doesNotThrow(() => validateWatchdogOptions('watchdog', undefined, []))
+  t.end()
 })
 
 t.test('a reload running when the stop begins sends no READY=1 or STATUS= after STOPPING=1', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address } })
   t.teardown(() => n.close())
   await n.ready('Listening on http://127.0.0.1:3000')
-  await fake.waitFor(1)
+  await received(fake, 1)
   for (const outcome of ['ok', 'fail'] as const) {
     let release: () => void = () => {}
     let running: Promise<void> | undefined
@@ -384,9 +396,9 @@ t.test('a reload running when the stop begins sends no READY=1 or STATUS= after 
     // Only the first run waits for the gate (a second run, which must not happen, would not hang the test).
     const handler = () => (++calls === 1 ? gate : undefined)
     const remove = onReloadSignal(n, () => (running = runReload(n, handler, (message) => logged.push(message))))
-    const before = fake.messages.length
+    const before = fake.datagrams.length
     process.emit('SIGHUP', 'SIGHUP')
-    await fake.waitFor(before + 1) // RELOADING=1
+    await received(fake, before + 1) // RELOADING=1
     process.emit('SIGHUP', 'SIGHUP') // coalesced: would run once more after this one
     // The adapter's stop: the reload signal goes, then STOPPING=1.
     remove?.()
@@ -395,9 +407,9 @@ t.test('a reload running when the stop begins sends no READY=1 or STATUS= after 
     await running
     await new Promise((resolve) => setTimeout(resolve, 50))
     t.same(
-      texts(fake.messages.slice(before)),
+      texts(fake.datagrams.slice(before)),
       ['RELOADING=1\nMONOTONIC_USEC=…', 'STOPPING=1\nSTATUS=Shutting down'],
-      `${outcome}: nothing after STOPPING=1, and no second run`,
+      `${outcome}: nothing after STOPPING=1, and no second run`
     )
     t.equal(calls, 1, `${outcome}: the coalesced reload did not run after the stop began`)
     if (outcome === 'fail') t.same(logged, ['reload failed'], 'the failure is still logged')
@@ -405,13 +417,13 @@ t.test('a reload running when the stop begins sends no READY=1 or STATUS= after 
   // Installed again (a new app on the same notifier): reloads work again.
   let ran = false
   let running: Promise<void> | undefined
-  const remove = onReloadSignal(n, () => (running = runReload(n, () => void (ran = true))))
-  const before = fake.messages.length
+  const remove = onReloadSignal(n, () => (running = runReload(n, () => { ran = true })))
+  const before = fake.datagrams.length
   process.emit('SIGHUP', 'SIGHUP')
   await running
   remove?.()
   t.ok(ran, 'the handler ran')
-  t.same(texts(await fake.waitFor(before + 2)).slice(before), [
+  t.same(texts(await received(fake, before + 2)).slice(before), [
     'RELOADING=1\nMONOTONIC_USEC=…',
     'READY=1\nSTATUS=Shutting down',
   ])

@@ -20,16 +20,16 @@ interface Result {
 }
 
 /** Runs the bin as a user would (its shebang), with exactly `env` (plus PATH unless given). */
-function sdnotify(args: string[], env: Record<string, string | undefined> = {}, cwd = pkg): Promise<Result> {
+function sdnotify (args: string[], env: Record<string, string | undefined> = {}, cwd = pkg): Promise<Result> {
   return new Promise((resolve) => {
     const childEnv = { PATH: process.env.PATH, ...env }
     execFile(
       cli,
       args,
-      { env: childEnv as NodeJS.ProcessEnv, cwd, encoding: 'utf8', timeout: 60_000 },
+      { env: childEnv, cwd, encoding: 'utf8', timeout: 60_000 },
       (error, stdout, stderr) => {
         resolve({ code: error ? Number((error as { code?: unknown }).code) : 0, stdout, stderr })
-      },
+      }
     )
   })
 }
@@ -81,7 +81,7 @@ t.test('unit: Type=notify, watchdog, restart policy, fd store, sandboxing; every
   const out = await sdnotify(
     ['unit', '--name', 'api.service', '--user', 'api', '--watchdog', '20s', '--', 'node', 'server.js', '--port', '80'],
     {},
-    app,
+    app
   )
   t.equal(out.code, 0, out.stderr)
   const lines = out.stdout.split('\n')
@@ -112,7 +112,7 @@ t.test('unit: Type=notify, watchdog, restart policy, fd store, sandboxing; every
   t.ok(lines.includes('#OpenFile=/run/systemd/notify:notify'), 'OpenFile= as a comment, for systemd ≥ 253')
   t.notOk(
     settings.some((s) => s.startsWith('MemoryDenyWriteExecute=')),
-    "not MemoryDenyWriteExecute (V8's JIT)",
+    "not MemoryDenyWriteExecute (V8's JIT)"
   )
   t.match(out.stdout, /^\[Unit\][\s\S]*^\[Service\][\s\S]*^\[Install\]/m)
 
@@ -134,13 +134,13 @@ t.test('unit: Type=notify, watchdog, restart policy, fd store, sandboxing; every
       '100%',
     ],
     {},
-    app,
+    app
   )
   t.equal(escaped.code, 0, escaped.stderr)
   t.match(
     escaped.stdout,
     new RegExp(`^ExecStart=${node} "a b\\.js" \\$\\$HOME 100%%$`, 'm'),
-    'systemd quoting: spaces, $ and % escaped',
+    'systemd quoting: spaces, $ and % escaped'
   )
   t.match(escaped.stdout, /^Environment="GREETING=50%% off"$/m)
   t.match(escaped.stdout, /^DynamicUser=yes$/m, 'no --user: a dynamic user')
@@ -174,7 +174,7 @@ t.test(
     const out = await sdnotify(
       ['unit', '--name', 'sdnotify-verify', '--user', 'sdnotify-app', '--', 'node', script],
       {},
-      dir,
+      dir
     )
     t.equal(out.code, 0, out.stderr)
     const verify = (text: string, name: string) =>
@@ -187,7 +187,7 @@ t.test(
           { encoding: 'utf8', timeout: 60_000 },
           (error, stdout, stderr) => {
             resolve({ code: error ? Number((error as { code?: unknown }).code) || 1 : 0, stdout, stderr })
-          },
+          }
         )
       })
     // systemd-analyze verify exits 0 even for unknown keys or unparsable values (252): its messages are the verdict.
@@ -200,7 +200,7 @@ t.test(
     const bad = await verify(broken, 'sdnotify-broken.service')
     t.match(bad.stderr, /Unknown key '?NotifyAcess'?/, 'the control: a misspelt key is reported')
     t.match(bad.stderr, /30x/, 'and an unparsable time span')
-  },
+  }
 )
 
 t.test('doctor outside systemd: no socket, and what a unit needs', async (t) => {
@@ -209,7 +209,7 @@ t.test('doctor outside systemd: no socket, and what a unit needs', async (t) => 
   t.match(out.stdout, /^transport: none: notifications are not sent$/m)
   t.match(out.stdout, /^ {2}missing {3}Type= +not running under systemd/m)
   t.match(out.stdout, /^add to \[Service\]:\n {2}Type=notify\n {2}WatchdogSec=30s$/m)
-  const json = JSON.parse((await sdnotify(['doctor', '--json'])).stdout)
+  const json = JSON.parse((await sdnotify(['doctor', '--json'])).stdout) as unknown
   t.match(json, {
     enabled: false,
     transport: undefined,
@@ -228,7 +228,7 @@ t.test(
       WATCHDOG_USEC: manager.env.WATCHDOG_USEC,
     })
     t.equal(out.code, 0, out.stderr)
-    const report = JSON.parse(out.stdout)
+    const report = JSON.parse(out.stdout) as { checks: unknown }
     t.match(report, { enabled: true, transport: 'koffi', loaded: 'koffi loaded', simulated: false })
     t.match(report.checks, [
       { setting: 'Type=', status: 'ok' },
@@ -238,7 +238,7 @@ t.test(
       { setting: 'FileDescriptorStoreMax=' },
     ])
     t.same(manager.notifications, [], 'doctor sends nothing')
-  },
+  }
 )
 
 t.test('doctor in a control process (ExecStartPre=) without NOTIFY_SOCKET says why it may be missing', async (t) => {
@@ -250,13 +250,13 @@ t.test('doctor in a control process (ExecStartPre=) without NOTIFY_SOCKET says w
   t.equal(out.code, 0, out.stderr)
   t.match(
     out.stdout,
-    /unknown +Type= +NOTIFY_SOCKET is not set: the unit is not Type=notify, or this is a control process/,
+    /unknown +Type= +NOTIFY_SOCKET is not set: the unit is not Type=notify, or this is a control process/
   )
   t.match(out.stdout, /unknown +WatchdogSec= +WATCHDOG_USEC is not set: no WatchdogSec=, or this is a control process/)
   t.match(out.stdout, /^systemd: unknown \(systemctl is not available\)/m, 'no systemctl on PATH: said so')
   t.match(
     out.stdout,
-    /^add to \[Service\] unless the unit has it \(not visible from this process\):\n {2}Type=notify\n {2}WatchdogSec=/m,
+    /^add to \[Service\] unless the unit has it \(not visible from this process\):\n {2}Type=notify\n {2}WatchdogSec=/m
   )
 })
 
@@ -274,13 +274,13 @@ case "$*" in
   *--version*) echo "systemd 255 (255.4-1)" ;;
   *show*) cat ${JSON.stringify(props)} ;;
 esac
-`,
+`
   )
   chmodSync(join(bin, 'systemctl'), 0o755)
   writeFileSync(
     props,
     'Id=api.service\nLoadState=loaded\nType=simple\nNotifyAccess=none\n' +
-      'WatchdogUSec=0\nFileDescriptorStoreMax=0\nOpenFile=\n',
+      'WatchdogUSec=0\nFileDescriptorStoreMax=0\nOpenFile=\n'
   )
   const env = { PATH: `${bin}:${process.env.PATH}` }
   const simple = await sdnotify(['doctor', '--unit', 'api', '--user'], env)
@@ -294,21 +294,21 @@ esac
   t.match(simple.stdout, /suggested FileDescriptorStoreMax=/)
   t.match(
     simple.stdout,
-    /add to \[Service\]:\n {2}Type=notify\n {2}NotifyAccess=main\n {2}WatchdogSec=30s\n {2}OpenFile=.*:notify\n {2}F/,
+    /add to \[Service\]:\n {2}Type=notify\n {2}NotifyAccess=main\n {2}WatchdogSec=30s\n {2}OpenFile=.*:notify\n {2}F/
   )
 
   writeFileSync(
     props,
     'Id=api.service\nLoadState=loaded\nType=notify-reload\nNotifyAccess=main\nWatchdogUSec=30s\n' +
       'FileDescriptorStoreMax=4\n' +
-      'OpenFile=/run/systemd/notify:notify:\n',
+      'OpenFile=/run/systemd/notify:notify:\n'
   )
   const good = await sdnotify(['doctor', '--unit', 'api.service', '--json'], env)
-  const report = JSON.parse(good.stdout)
+  const report = JSON.parse(good.stdout) as { checks: { status: string }[]; transports: unknown[] }
   t.match(report, { manager: 'system', simulated: true, transport: 'fd', add: [] })
   t.ok(
     report.checks.every((check: { status: string }) => check.status === 'ok'),
-    'every check ok',
+    'every check ok'
   )
   t.match(report.transports[0], { name: 'fd', usable: true })
 

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { fakeManager } from '@sdnotify/systemd-harness'
 import { createNotifier, fdStoreName, storeServerSocket } from '../src/index.js'
+import { fakeManager } from '../src/testing.js'
 
 const dist = fileURLToPath(new URL('../dist/esm/index.js', import.meta.url))
 
@@ -30,7 +30,7 @@ const FIRST = 20
  * descriptors FIRST, FIRST + 1…, named in LISTEN_FDNAMES (`names`, after FIRST − 3 unused ones from 3 on) and
  * meant for it (LISTEN_PID), as systemd passes them.
  */
-function child(script: string, options: { fds?: number[]; names?: string[]; env?: object; cwd?: string } = {}) {
+function child (script: string, options: { fds?: number[]; names?: string[]; env?: object; cwd?: string } = {}) {
   const fds = options.fds ?? []
   const unused = Array.from({ length: FIRST - 3 }, () => 'unused')
   const names = [...unused, ...(options.names ?? fds.map(() => 'http'))]
@@ -42,7 +42,8 @@ process.env.LISTEN_FDNAMES = ${JSON.stringify(names.join(':'))}\n`
   const setup = `${listen}const core = await import(${JSON.stringify(dist)})
 const { readFileSync } = await import('node:fs')
 /** Whether descriptor n is close-on-exec (/proc's fdinfo shows O_CLOEXEC among the flags). */
-const cloexec = (n) => (parseInt(/^flags:\\s+(\\d+)/m.exec(readFileSync('/proc/self/fdinfo/' + n, 'utf8'))[1], 8) & 0o2000000) !== 0
+const cloexec = (n) =>
+  (parseInt(/^flags:\\s+(\\d+)/m.exec(readFileSync('/proc/self/fdinfo/' + n, 'utf8'))[1], 8) & 0o2000000) !== 0
 `
   return new Promise<Child>((resolve) => {
     const proc = spawn(process.execPath, ['--input-type=module', '-e', setup + script], {
@@ -59,7 +60,7 @@ const cloexec = (n) => (parseInt(/^flags:\\s+(\\d+)/m.exec(readFileSync('/proc/s
 }
 
 /** A directory holding a fake `systemctl` (a shell script), removed after the test. */
-function fakeSystemctl(t: { teardown(fn: () => void): void }, body: string) {
+function fakeSystemctl (t: { teardown(fn: () => void): void }, body: string) {
   const dir = mkdtempSync(join(tmpdir(), 'sdnotify-systemctl-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   mkdirSync(join(dir, 'bin'))
@@ -74,7 +75,7 @@ const listening = async (server: Server) => {
   return (server as unknown as { _handle: { fd: number } })._handle.fd
 }
 
-t.test('fdStoreName follows the protocol: spaces are fine, the error names fdStore.name', async (t) => {
+t.test('fdStoreName follows the protocol: spaces are fine, the error names fdStore.name', (t) => {
   t.equal(fdStoreName({ name: 'admin api' }), 'admin api', 'systemd accepts spaces in FDNAME')
   t.equal(fdStoreName({ name: 'x'.repeat(255) }), 'x'.repeat(255))
   for (const [name, rule] of [
@@ -86,11 +87,16 @@ t.test('fdStoreName follows the protocol: spaces are fine, the error names fdSto
   ] as const) {
     t.throws(() => fdStoreName({ name }), { code: 'ERR_SDNOTIFY_INVALID_OPTION', field: 'fdStore.name', message: rule })
   }
-  t.throws(() => fdStoreName({ name: 'a:b' }, 'sdNotify.fdStore'), { name: 'SdNotifyError', field: 'sdNotify.fdStore.name' })
+  t.throws(
+    () => fdStoreName({ name: 'a:b' }, 'sdNotify.fdStore'),
+    { name: 'SdNotifyError', field: 'sdNotify.fdStore.name' }
+  )
+  t.end()
 })
 
-t.test('storeServerSocket: a server without a listening handle (Bun, or not listening) warns once, resolves false', async (t) => {
-  const manager = fakeManager()
+t.test('storeServerSocket: a server without a listening handle (Bun, or not listening) warns once, ' +
+  'resolves false', async (t) => {
+  const manager = await fakeManager()
   t.teardown(() => manager.close())
   const notifier = createNotifier({ env: { NOTIFY_SOCKET: manager.address } })
   t.teardown(() => notifier.close())
@@ -100,7 +106,10 @@ t.test('storeServerSocket: a server without a listening handle (Bun, or not list
   t.equal(await storeServerSocket(notifier, { listening: true }, 'http', { warn }), false)
   t.equal(warnings.length, 1, 'once')
   t.match(warnings[0], /fdStore needs a listening Node server .*not stored/)
-  t.same(manager.messages, [], 'nothing was sent')
+  // Sends go out in call order: a marker sent last arrives after anything sent before it.
+  await notifier.send({ extra: { X_MARK: 1 } })
+  await manager.waitFor({ X_MARK: '1' })
+  t.same(manager.datagrams.map((d) => d.text), ['X_MARK=1'], 'nothing was sent')
 })
 
 t.test('systemctl --version is never run from a relative PATH entry', async (t) => {
@@ -115,8 +124,9 @@ t.test('systemctl --version is never run from a relative PATH entry', async (t) 
   t.equal(existsSync(mark), false, 'and did not run')
 })
 
-t.test('a warn callback that throws breaks nothing (no unhandled rejection); systemctl inherits no passed socket', async (t) => {
-  const manager = fakeManager()
+t.test('a warn callback that throws breaks nothing (no unhandled rejection); systemctl inherits no passed ' +
+  'socket', async (t) => {
+  const manager = await fakeManager()
   t.teardown(() => manager.close())
   const passed = createServer()
   const fd = await listening(passed)
@@ -144,11 +154,14 @@ server.close()`
   t.notMatch(result.out, /unhandled/, 'no unhandled rejection')
   t.same(JSON.parse(result.out.trim().split('\n').at(-1) ?? '{}'), { stored: true, warned: 1 }, 'stored, warned once')
   const inherited = (await import('node:fs')).readFileSync(fds, 'utf8').split('\n').filter(Boolean).map(Number)
-  t.notOk(inherited.includes(FIRST), `systemctl's descriptors: ${inherited.join(' ')} (not ${FIRST}, the passed socket)`)
-  for (const received of manager.messages.flatMap((m) => m.fds)) manager.closeFd(received)
+  t.notOk(
+    inherited.includes(FIRST),
+    `systemctl's descriptors: ${inherited.join(' ')} (not ${FIRST}, the passed socket)`
+  )
 })
 
-t.test('inspecting a passed socket loads the one libc binding: the pending close-on-exec marks are applied', async (t) => {
+t.test('inspecting a passed socket loads the one libc binding: the pending close-on-exec marks are ' +
+  'applied', async (t) => {
   const passed = createServer()
   const fd = await listening(passed)
   t.teardown(() => passed.close())
@@ -161,12 +174,16 @@ console.log(JSON.stringify({ before, found: found?.fd ?? null, after: cloexec(${
   t.same(JSON.parse(result.out), { before: false, found: FIRST, after: true })
 })
 
-t.test('a passed descriptor closed, and its number reused, before koffi loads is not marked close-on-exec', async (t) => {
-  const manager = fakeManager()
+t.test('a passed descriptor closed, and its number reused, before koffi loads is not marked ' +
+  'close-on-exec', async (t) => {
+  const manager = await fakeManager()
   t.teardown(() => manager.close())
   const [a, b] = [createServer(), createServer()]
   const fds = [await listening(a), await listening(b)]
-  t.teardown(() => (a.close(), b.close()))
+  t.teardown(() => {
+    a.close()
+    b.close()
+  })
   const script = `core.listenFds()
 const { closeSync } = await import('node:fs')
 const { createRequire } = await import('node:module')

@@ -6,7 +6,6 @@ import t from 'tap'
 import {
   DEBIAN_ROOT,
   debianRootSkipReason,
-  fakeManager,
   type Manager,
   readEvents,
   startLoad,
@@ -16,12 +15,13 @@ import {
 } from '@sdnotify/systemd-harness'
 import { addressMismatch, createNotifier, fdStoreName, storeServerSocket } from '../src/index.js'
 import { parseSockaddr } from '../src/socket-address.js'
+import { fakeManager } from '../src/testing.js'
 
 const repo = fileURLToPath(new URL('../../..', import.meta.url))
 const dist = fileURLToPath(new URL('../dist/esm/index.js', import.meta.url))
 const fixture = fileURLToPath(new URL('../fixtures/fd-store-server.mjs', import.meta.url))
 
-t.test('parseSockaddr reads what getsockname(2) fills in', async (t) => {
+t.test('parseSockaddr reads what getsockname(2) fills in', (t) => {
   const v4 = Buffer.alloc(16)
   v4.writeUInt16LE(2, 0)
   v4.writeUInt16BE(3000, 2)
@@ -37,24 +37,32 @@ t.test('parseSockaddr reads what getsockname(2) fills in', async (t) => {
   const abstract = Buffer.concat([Buffer.from([1, 0, 0]), Buffer.from('app')])
   t.same(parseSockaddr(abstract), { family: 'unix', path: '@app' })
   t.equal(parseSockaddr(Buffer.from([99, 0, 1, 2])), undefined, 'an unknown family')
+  t.end()
 })
 
-t.test('addressMismatch: a stored socket is reused only for the address the configuration asks for', async (t) => {
+t.test('addressMismatch: a stored socket is reused only for the address the configuration asks for', (t) => {
   const v4 = { family: 'IPv4', address: '127.0.0.1', port: 3000 } as const
   t.equal(addressMismatch(v4, { port: 3000, host: '127.0.0.1' }), undefined)
   t.equal(addressMismatch(v4, { port: 3000, host: 'localhost' }), undefined, 'localhost is loopback')
   t.equal(addressMismatch(v4, { port: 0, host: '127.0.0.1' }), undefined, 'port 0: any port will do')
-  t.match(addressMismatch(v4, { port: 3001, host: '127.0.0.1' }), /bound to 127\.0\.0\.1:3000.*asks for 127\.0\.0\.1:3001/)
+  t.match(
+    addressMismatch(v4, { port: 3001, host: '127.0.0.1' }),
+    /bound to 127\.0\.0\.1:3000.*asks for 127\.0\.0\.1:3001/
+  )
   t.match(addressMismatch(v4, { port: 3000, host: '0.0.0.0' }), /asks for 0\.0\.0\.0:3000/, 'another interface')
   t.match(addressMismatch(v4, { port: 3000 }), /asks for \*:3000/, 'no host means every interface')
   t.equal(addressMismatch({ family: 'IPv6', address: '::', port: 3000 }, { port: 3000 }), undefined)
-  t.equal(addressMismatch({ family: 'IPv6', address: '::1', port: 80 }, { port: 80, host: '0:0:0:0:0:0:0:1' }), undefined)
+  t.equal(
+    addressMismatch({ family: 'IPv6', address: '::1', port: 80 }, { port: 80, host: '0:0:0:0:0:0:0:1' }),
+    undefined
+  )
   t.match(addressMismatch(v4, { path: '/run/app.sock' }), /asks for \/run\/app\.sock/)
   t.equal(addressMismatch({ family: 'unix', path: '/run/app.sock' }, { path: '/run/app.sock' }), undefined)
   t.match(addressMismatch({ family: 'unix', path: '/run/app.sock' }, { port: 3000 }), /asks for a TCP port/)
+  t.end()
 })
 
-t.test('fdStoreName validates the adapters\' fdStore option', async (t) => {
+t.test('fdStoreName validates the adapters\' fdStore option', (t) => {
   t.equal(fdStoreName(undefined), undefined)
   t.equal(fdStoreName(false), undefined)
   t.equal(fdStoreName(true), 'http')
@@ -62,15 +70,25 @@ t.test('fdStoreName validates the adapters\' fdStore option', async (t) => {
   t.equal(fdStoreName({ name: 'admin' }), 'admin')
   t.equal(fdStoreName({ name: 'admin api' }), 'admin api', 'spaces are fine in an FDNAME')
   for (const bad of [{ name: 'a:b' }, { name: '' }, { name: 'x'.repeat(256) }, 'yes', null]) {
-    t.throws(() => fdStoreName(bad), { name: 'SdNotifyError', code: 'ERR_SDNOTIFY_INVALID_OPTION', field: /^fdStore/ }, JSON.stringify(bad))
+    t.throws(
+      () => fdStoreName(bad),
+      { name: 'SdNotifyError', code: 'ERR_SDNOTIFY_INVALID_OPTION', field: /^fdStore/ },
+      JSON.stringify(bad)
+    )
   }
+  t.end()
 })
 
 const listening = (server: Server, target: object) => new Promise<void>((resolve) => server.listen(target, resolve))
 
 /** Runs `script` in a child that has `fd` as its descriptor 3 and LISTEN_* naming it, as systemd would pass it. */
-function withPassedFd(fd: number, names: string, script: string): Promise<{ code: number | null; out: string; err: string }> {
-  const setup = `process.env.LISTEN_FDS = '1'; process.env.LISTEN_PID = String(process.pid); process.env.LISTEN_FDNAMES = ${JSON.stringify(names)}
+function withPassedFd (
+  fd: number,
+  names: string,
+  script: string
+): Promise<{ code: number | null; out: string; err: string }> {
+  const setup = `process.env.LISTEN_FDS = '1'; process.env.LISTEN_PID = String(process.pid)
+process.env.LISTEN_FDNAMES = ${JSON.stringify(names)}
 const core = await import(${JSON.stringify(dist)})
 const warnings = []
 const warn = (message) => warnings.push(message)
@@ -97,8 +115,9 @@ t.test('findPassedSocket: the passed socket when it matches, closed and marked s
   const match = await withPassedFd(
     fd,
     'http',
-    `console.log(JSON.stringify({ found: core.findPassedSocket({ name: 'http', config: { port: ${port}, host: '127.0.0.1' }, warn }),
-  again: core.findPassedSocket({ name: 'http' }) ?? null, warnings }))`,
+    `const config = { port: ${port}, host: '127.0.0.1' }
+console.log(JSON.stringify({ found: core.findPassedSocket({ name: 'http', config, warn }),
+  again: core.findPassedSocket({ name: 'http' }) ?? null, warnings }))`
   )
   t.equal(match.code, 0, match.err)
   t.same(JSON.parse(match.out), {
@@ -106,11 +125,12 @@ t.test('findPassedSocket: the passed socket when it matches, closed and marked s
     again: null, // a second listener does not get the same descriptor
     warnings: [],
   })
-  t.equal((await withPassedFd(fd, 'admin', `console.log(core.findPassedSocket({ name: 'http' }) === undefined)`)).out.trim(), 'true', 'by name')
+  const byName = await withPassedFd(fd, 'admin', 'console.log(core.findPassedSocket({ name: \'http\' }) === undefined)')
+  t.equal(byName.out.trim(), 'true', 'by name')
 
   // The configuration moved to another port: the stale socket is closed here, and removed from the store
   // (FDSTOREREMOVE=1, FDNAME=http) before the new one is stored under that name.
-  const manager = fakeManager()
+  const manager = await fakeManager()
   t.teardown(() => manager.close())
   const moved = await withPassedFd(
     fd,
@@ -125,24 +145,26 @@ await new Promise((resolve) => fresh.listen({ port: 0, host: '127.0.0.1' }, reso
 const notifier = core.createNotifier()
 const stored = await core.storeServerSocket(notifier, fresh, 'http', { warn })
 console.log(JSON.stringify({ found: found ?? null, closed, stored, warnings }))
-fresh.close(); await notifier.close()`,
+fresh.close(); await notifier.close()`
   )
   t.equal(moved.code, 0, moved.err)
-  const result = JSON.parse(moved.out)
+  const result = JSON.parse(moved.out) as { found: unknown; closed: boolean; stored: boolean; warnings: string[] }
   t.equal(result.found, null, 'not used')
   t.equal(result.closed, true, 'fd 3 was closed in the process')
   t.equal(result.stored, true)
-  t.match(result.warnings[0], new RegExp(`"http" \\(fd 3\\) is bound to 127\\.0\\.0\\.1:${port}, the configuration asks for 127\\.0\\.0\\.1:${port + 1}`))
-  const messages = await manager.waitFor(2)
+  const mismatch = `is bound to 127\\.0\\.0\\.1:${port}, the configuration asks for 127\\.0\\.0\\.1:${port + 1}`
+  t.match(result.warnings[0], new RegExp(`"http" \\(fd 3\\) ${mismatch}`))
+  await manager.waitFor({ FDSTORE: '1' })
+  const messages = manager.datagrams
   t.equal(messages[0]?.text, 'FDSTOREREMOVE=1\nFDNAME=http', 'the stale socket is removed first')
   t.equal(messages[1]?.text, 'FDSTORE=1\nFDNAME=http\nFDPOLL=0', 'then the new one is stored under the name')
-  t.equal(messages[1]?.fds.length, 1, 'with its descriptor')
-  for (const received of messages[1]?.fds ?? []) manager.closeFd(received)
+  t.equal(messages[1]?.fds, 1, 'with its descriptor')
 })
 
-t.test('storeServerSocket: false when not under systemd; a clear warning for a server that does not listen', async (t) => {
+t.test('storeServerSocket: false when not under systemd; a clear warning for a server that does not ' +
+  'listen', async (t) => {
   t.equal(await storeServerSocket(createNotifier({ env: {} }), createServer(), 'http'), false)
-  const manager = fakeManager()
+  const manager = await fakeManager()
   t.teardown(() => manager.close())
   const notifier = createNotifier({ env: { NOTIFY_SOCKET: manager.address } })
   t.teardown(() => notifier.close())
@@ -159,7 +181,7 @@ interface Scenario {
   port: number
 }
 
-async function fdStoreService(sd: Manager, fdStore: boolean, lines: string[] = []): Promise<Scenario> {
+async function fdStoreService (sd: Manager, fdStore: boolean, lines: string[] = []): Promise<Scenario> {
   const env = { SDN_BOOT_MS: '300', ...(fdStore ? { SDN_FDSTORE: 'http' } : {}) }
   const service = [
     ...(fdStore ? ['FileDescriptorStoreMax=1'] : []),
@@ -170,7 +192,8 @@ async function fdStoreService(sd: Manager, fdStore: boolean, lines: string[] = [
   ]
   const { unit, log, port } = await sd.notifyApp(fixture, env, service)
   // StartLimitBurst=5 per 10 s would fail a unit restarted this often, and a failed unit loses its store.
-  const text = await import('node:fs/promises').then((fs) => fs.readFile(sd.path(`/run/user/0/systemd/user/${unit}`), 'utf8'))
+  const text = await import('node:fs/promises')
+    .then((fs) => fs.readFile(sd.path(`/run/user/0/systemd/user/${unit}`), 'utf8'))
   sd.writeUnit(unit, text.replace('[Unit]', '[Unit]\nStartLimitIntervalSec=0'))
   await sd.daemonReload()
   return { unit, log, port }
@@ -179,7 +202,7 @@ async function fdStoreService(sd: Manager, fdStore: boolean, lines: string[] = [
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Five `systemctl restart`s while 4 clients make fresh connections. */
-async function restartsUnderLoad(sd: Manager, scenario: Scenario, restart: (n: number) => Promise<void>) {
+async function restartsUnderLoad (sd: Manager, scenario: Scenario, restart: (n: number) => Promise<void>) {
   const start = await sd.systemctl(['start', scenario.unit])
   if (start.code !== 0) throw new Error(`start failed: ${start.stderr}`)
   const load = startLoad({ port: scenario.port })
@@ -196,24 +219,33 @@ async function restartsUnderLoad(sd: Manager, scenario: Scenario, restart: (n: n
 
 const listeners = (log: string) => readEvents(log).filter((e) => e.event === 'listening')
 
-function runOn(name: string, skip: string | undefined, managerOptions: () => Parameters<typeof startManager>[0]) {
+function runOn (name: string, skip: string | undefined, managerOptions: () => Parameters<typeof startManager>[0]) {
   t.test(name, { skip }, async (t) => {
     const sd = await startManager(managerOptions())
     t.teardown(() => sd.stop())
 
     t.test('5 × systemctl restart under load: refused connections without the store, none with it', async (t) => {
       const plain = await fdStoreService(sd, false)
-      const without = await restartsUnderLoad(sd, plain, async () => void (await sd.systemctl(['restart', plain.unit])))
-      t.ok(without.result.refused > 0, `plain Type=notify refuses connections during restarts (${without.result.refused} refused)`)
+      const without = await restartsUnderLoad(sd, plain, async () => { await sd.systemctl(['restart', plain.unit]) })
+      t.ok(
+        without.result.refused > 0,
+        `plain Type=notify refuses connections during restarts (${without.result.refused} refused)`
+      )
 
       const stored = await fdStoreService(sd, true)
-      const { result, props } = await restartsUnderLoad(sd, stored, async () => void (await sd.systemctl(['restart', stored.unit])))
+      const { result, props } = await restartsUnderLoad(sd, stored, async () => {
+        await sd.systemctl(['restart', stored.unit])
+      })
       t.equal(result.refused, 0, `no refused connection with the fd store (${JSON.stringify(result)})`)
       t.equal(result.inFlight, 0, 'no request failed in flight: the old process drained before exiting')
       t.ok(result.ok > 100, `${result.ok} requests served`)
       t.equal(props.NFileDescriptorStore, '1', 'systemd holds exactly one descriptor')
       const passed = listeners(stored.log).map((e) => (e.passed as { name?: string } | null)?.name ?? 'bound')
-      t.same(passed, ['bound', 'http', 'http', 'http', 'http', 'http'], 'the first start binds, every restart gets the stored socket')
+      t.same(
+        passed,
+        ['bound', 'http', 'http', 'http', 'http', 'http'],
+        'the first start binds, every restart gets the stored socket'
+      )
     })
 
     t.test('crash (exit 1, Restart=on-failure) and watchdog restarts under load: no refused connection', async (t) => {
@@ -221,15 +253,18 @@ function runOn(name: string, skip: string | undefined, managerOptions: () => Par
       const { result, props } = await restartsUnderLoad(sd, stored, async (i) => {
         const { MainPID } = await sd.show(stored.unit, ['MainPID'])
         process.kill(Number(MainPID), i % 2 === 0 ? 'SIGUSR1' : 'SIGUSR2') // crash, or a wedged loop (watchdog)
-        await sd.waitFor(stored.unit, (p) => p.MainPID !== MainPID && p.ActiveState === 'active', 15_000, ['MainPID', 'ActiveState'])
+        const restarted = (p: Record<string, string>) => p.MainPID !== MainPID && p.ActiveState === 'active'
+        await sd.waitFor(stored.unit, restarted, 15_000, ['MainPID', 'ActiveState'])
       })
       t.equal(result.refused, 0, `no refused connection (${JSON.stringify(result.errors)})`)
       t.comment(`requests in flight on the dying processes: ${result.inFlight} (counted apart; they were accepted)`)
       t.equal(props.NRestarts, '5', 'five restarts')
-      t.equal(listeners(stored.log).filter((e) => e.passed !== null).length, 5, 'each restart listened on the stored socket')
+      const onStored = listeners(stored.log).filter((e) => e.passed !== null)
+      t.equal(onStored.length, 5, 'each restart listened on the stored socket')
     })
 
-    t.test('the configured address changed between restarts: the stale socket is removed, the new address bound', async (t) => {
+    t.test('the configured address changed between restarts: the stale socket is removed, the new address ' +
+      'bound', async (t) => {
       const stored = await fdStoreService(sd, true)
       t.equal((await sd.systemctl(['start', stored.unit])).code, 0)
       const path = sd.path(`/run/user/0/systemd/user/${stored.unit}`)
@@ -248,21 +283,25 @@ function runOn(name: string, skip: string | undefined, managerOptions: () => Par
       t.equal(props.StatusText, `Listening on http://127.0.0.1:${newPort}`)
       await sd.systemctl(['restart', stored.unit])
       const third = (await waitForEvents(stored.log, 'listening', 3))[2]
-      t.match((third?.passed as { address?: { port?: number } })?.address?.port, newPort, 'the next restart reuses the new socket')
+      const thirdPort = (third?.passed as { address?: { port?: number } })?.address?.port
+      t.match(thirdPort, newPort, 'the next restart reuses the new socket')
       await sd.systemctl(['stop', stored.unit])
     })
 
     if (sd.version < 254) t.comment(`systemd ${sd.version} has no FileDescriptorStorePreserve=: tested on 257`)
-    else t.test('FileDescriptorStorePreserve= (systemd ≥ 254): restart keeps the store, no releases it', async (t) => {
-      for (const [preserve, expected] of [['restart', 'http'], ['no', null]] as const) {
-        const stored = await fdStoreService(sd, true, [`FileDescriptorStorePreserve=${preserve}`])
-        t.equal((await sd.systemctl(['start', stored.unit])).code, 0)
-        t.equal((await sd.systemctl(['restart', stored.unit])).code, 0)
-        const [, second] = await waitForEvents(stored.log, 'listening', 2)
-        t.equal((second?.passed as { name?: string } | null)?.name ?? null, expected, `FileDescriptorStorePreserve=${preserve}`)
-        await sd.systemctl(['stop', stored.unit])
-      }
-    })
+    else {
+      t.test('FileDescriptorStorePreserve= (systemd ≥ 254): restart keeps the store, no releases it', async (t) => {
+        for (const [preserve, expected] of [['restart', 'http'], ['no', null]] as const) {
+          const stored = await fdStoreService(sd, true, [`FileDescriptorStorePreserve=${preserve}`])
+          t.equal((await sd.systemctl(['start', stored.unit])).code, 0)
+          t.equal((await sd.systemctl(['restart', stored.unit])).code, 0)
+          const [, second] = await waitForEvents(stored.log, 'listening', 2)
+          const name = (second?.passed as { name?: string } | null)?.name ?? null
+          t.equal(name, expected, `FileDescriptorStorePreserve=${preserve}`)
+          await sd.systemctl(['stop', stored.unit])
+        }
+      })
+    }
 
     t.test('without FileDescriptorStoreMax=: restarts behave as today, warned about where systemd tells', async (t) => {
       const { unit, log } = await sd.notifyApp(fixture, { SDN_FDSTORE: 'http' }, ['TimeoutStopSec=10s'])
@@ -279,4 +318,7 @@ function runOn(name: string, skip: string | undefined, managerOptions: () => Par
 }
 
 runOn('fd store under systemd 252 (non-root service, NotifyAccess=main)', systemdSkipReason(), () => ({}))
-runOn('fd store under systemd 257 (Debian trixie root)', debianRootSkipReason(), () => ({ root: DEBIAN_ROOT, binds: [repo] }))
+runOn('fd store under systemd 257 (Debian trixie root)', debianRootSkipReason(), () => ({
+  root: DEBIAN_ROOT,
+  binds: [repo],
+}))

@@ -17,6 +17,7 @@ import {
   startJournald,
   startManager,
   systemdSkipReason,
+  coverageEnv,
 } from '@sdnotify/systemd-harness'
 import { SdNotifyError } from '../src/index.js'
 import {
@@ -31,13 +32,22 @@ import {
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url))
 
+/** The `key` of a JSON line (pino's output). */
+const jsonField = (line: string, key: string): unknown => (JSON.parse(line) as Record<string, unknown>)[key]
+
 /** A stdout stand-in that keeps what it is given. */
-function capture(): { write(chunk: string): boolean; lines: string[] } {
+function capture (): { write(chunk: string): boolean; lines: string[] } {
   const lines: string[] = []
-  return { lines, write: (chunk: string) => (lines.push(chunk), true) }
+  return {
+    lines,
+    write: (chunk: string) => {
+      lines.push(chunk)
+      return true
+    },
+  }
 }
 
-function invalid(t: Test, fn: () => unknown, field: string, rule: RegExp): void {
+function invalid (t: Test, fn: () => unknown, field: string, rule: RegExp): void {
   try {
     fn()
     t.fail(`${field}: no error`)
@@ -51,7 +61,7 @@ function invalid(t: Test, fn: () => unknown, field: string, rule: RegExp): void 
   }
 }
 
-t.test('encodeJournalEntry: KEY=value, or KEY\\n<u64 LE length><bytes>\\n for newlines and binary data', async (t) => {
+t.test('encodeJournalEntry: KEY=value, or KEY\\n<u64 LE length><bytes>\\n for newlines and binary data', (t) => {
   const entry = encodeJournalEntry({ MESSAGE: 'hi', MULTI: 'a\nb', BIN: Buffer.from([0, 0x0a]), N: 3, SKIP: undefined })
   const expected = Buffer.concat([
     Buffer.from('MESSAGE=hi\nMULTI\n'),
@@ -62,9 +72,10 @@ t.test('encodeJournalEntry: KEY=value, or KEY\\n<u64 LE length><bytes>\\n for ne
   ])
   t.same(entry, expected)
   t.same(encodeJournalEntry({ TAG: ['a', 'b'] }), Buffer.from('TAG=a\nTAG=b\n'), 'an array repeats the field')
+  t.end()
 })
 
-t.test('field names break journald rules: SdNotifyError names the field and the rule', async (t) => {
+t.test('field names break journald rules: SdNotifyError names the field and the rule', (t) => {
   invalid(t, () => encodeJournalEntry({ message: 'x' }), '"message"', /upper-case/)
   invalid(t, () => encodeJournalEntry({ _PID: '1' }), '"_PID"', /underscore/)
   invalid(t, () => encodeJournalEntry({ '1ABC': 'x' }), '"1ABC"', /digit/)
@@ -73,9 +84,10 @@ t.test('field names break journald rules: SdNotifyError names the field and the 
   invalid(t, () => encodeJournalEntry({ DATA: { a: 1 } as never }), 'DATA', /string, a Buffer/)
   invalid(t, () => encodeJournalEntry({}), '(entry)', /at least one field/)
   t.equal(fieldNameProblem('A'.repeat(64)), undefined, '64 characters are allowed')
+  t.end()
 })
 
-t.test('toFieldName: any key becomes a name journald accepts', async (t) => {
+t.test('toFieldName: any key becomes a name journald accepts', (t) => {
   t.equal(toFieldName('reqId'), 'REQ_ID')
   t.equal(toFieldName('http.status'), 'HTTP_STATUS')
   t.equal(toFieldName('_private'), 'PRIVATE')
@@ -83,9 +95,10 @@ t.test('toFieldName: any key becomes a name journald accepts', async (t) => {
   t.equal(toFieldName('é'), 'F_')
   t.equal(toFieldName('x'.repeat(100)).length, 64)
   fc.assert(fc.property(fc.string({ maxLength: 200 }), (key) => fieldNameProblem(toFieldName(key)) === undefined))
+  t.end()
 })
 
-t.test('levelPriority: pino levels → syslog priorities, custom levels in between', async (t) => {
+t.test('levelPriority: pino levels → syslog priorities, custom levels in between', (t) => {
   const cases: [unknown, number][] = [
     [10, 7], [20, 7], [30, 6], [35, 5], [40, 4], [45, 4], [50, 3], [60, 2], [100, 2], [5, 7],
     ['trace', 7], ['debug', 7], ['info', 6], ['notice', 5], ['warn', 4], ['error', 3], ['fatal', 2], ['odd', 6],
@@ -93,9 +106,10 @@ t.test('levelPriority: pino levels → syslog priorities, custom levels in betwe
   for (const [level, priority] of cases) t.equal(levelPriority(level), priority, `level ${String(level)}`)
   t.equal(levelPriority(45, { 45: 5 }), 5, 'an explicit mapping wins')
   t.equal(levelPriority('audit', { audit: 1 }), 1)
+  t.end()
 })
 
-t.test('stdioIsJournal compares $JOURNAL_STREAM with the descriptors (device:inode)', async (t) => {
+t.test('stdioIsJournal compares $JOURNAL_STREAM with the descriptors (device:inode)', (t) => {
   const fd = openSync(join(tmpdir(), `sdnotify-journal-${process.pid}`), 'w')
   t.teardown(() => closeSync(fd))
   const stat = fstatSync(fd, { bigint: true })
@@ -103,18 +117,20 @@ t.test('stdioIsJournal compares $JOURNAL_STREAM with the descriptors (device:ino
   t.equal(stdioIsJournal({ JOURNAL_STREAM: `${stat.dev}:${stat.ino + 1n}` }, [fd]), false, 'another inode')
   t.equal(stdioIsJournal({ JOURNAL_STREAM: 'garbage' }, [fd]), false)
   t.equal(stdioIsJournal({}, [fd]), false)
+  t.end()
 })
 
-t.test('journalStream options are validated', async (t) => {
+t.test('journalStream options are validated', (t) => {
   const code = { code: 'ERR_SDNOTIFY_INVALID_OPTION' }
   t.throws(() => journalStream({ target: 'syslog' as never }), { ...code, field: 'target' })
   t.throws(() => journalStream({ lineField: 'line' }), { ...code, field: 'lineField' })
   t.throws(() => journalStream({ priorities: { notice: 9 } }), { ...code, field: 'priorities.notice' })
   t.throws(() => journalStream({ maxQueueBytes: -1 }), { ...code, field: 'maxQueueBytes' })
   t.throws(() => journalStream({ identifier: '' }), { ...code, field: 'identifier' })
+  t.end()
 })
 
-t.test("target 'auto' without $JOURNAL_STREAM, and 'stdout': plain lines, unchanged", async (t) => {
+t.test("target 'auto' without $JOURNAL_STREAM, and 'stdout': plain lines, unchanged", (t) => {
   for (const target of ['auto', 'stdout'] as const) {
     const out = capture()
     const stream = journalStream({ target, stdout: out, env: {} })
@@ -123,6 +139,20 @@ t.test("target 'auto' without $JOURNAL_STREAM, and 'stdout': plain lines, unchan
     t.same(out.lines, ['{"level":30,"reqId":"a","msg":"hello"}\n'])
     t.same(stream.counters(), { sent: 0, sentViaMemfd: 0, queued: 0, fellBackToStdout: 1, dropped: 0 })
   }
+  t.end()
+})
+
+t.test('pino(journalStream()), the one-argument form, writes to the stream (pino checks `writable`)', async (t) => {
+  const out = capture()
+  const plain = journalStream({ target: 'stdout', stdout: out, env: {} })
+  pino(plain).info('one argument')
+  t.equal(plain.counters().fellBackToStdout, 1, 'the stdout target got the line')
+  const socket = join(tmpdir(), `sdnotify-no-journal-${process.pid}-1arg`)
+  const native = journalStream({ target: 'journal', socket, stdout: out, onWarning: () => {} })
+  pino(native).info('one argument, native')
+  await native.end()
+  t.match(native.counters(), { fellBackToStdout: 1 }, "the 'journal' target got it (no journald: stdout)")
+  t.same(out.lines.map((line) => jsonField(line, 'msg')), ['one argument', 'one argument, native'])
 })
 
 t.test('no journald at the socket: stdout in order, counted, one warning; sendJournal rejects', async (t) => {
@@ -133,7 +163,7 @@ t.test('no journald at the socket: stdout in order, counted, one warning; sendJo
   const logger = pino({ base: undefined, timestamp: false }, stream)
   for (let i = 0; i < 5; i++) logger.info({ i }, 'line')
   await stream.end()
-  t.same(out.lines.map((line) => JSON.parse(line).i), [0, 1, 2, 3, 4])
+  t.same(out.lines.map((line) => jsonField(line, 'i')), [0, 1, 2, 3, 4])
   t.same(stream.counters(), { sent: 0, sentViaMemfd: 0, queued: 0, fellBackToStdout: 5, dropped: 0 })
   t.same(warnings, ['SDNOTIFY_JOURNAL_ENOENT'])
   await t.rejects(sendJournal({ MESSAGE: 'x' }, { socket }), { code: 'ERR_SDNOTIFY_SEND_FAILED', errno: 'ENOENT' })
@@ -141,9 +171,9 @@ t.test('no journald at the socket: stdout in order, counted, one warning; sendJo
 })
 
 /** Runs a fixture as a plain child (no journal around it); resolves with its stdout and stderr. */
-function runChild(script: string, env: Record<string, string>): Promise<{ stdout: string; stderr: string }> {
+function runChild (script: string, env: Record<string, string>): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const childEnv = { ...process.env, ...env }
+    const childEnv = { ...process.env, ...coverageEnv(), ...env }
     delete childEnv.NODE_OPTIONS
     delete childEnv.JOURNAL_STREAM
     execFile(process.execPath, [script], { env: childEnv }, (error, stdout, stderr) => {
@@ -155,12 +185,14 @@ function runChild(script: string, env: Record<string, string>): Promise<{ stdout
 
 t.test('a process outside the journal keeps printing JSON lines on its stdout (the built package)', async (t) => {
   const auto = await runChild(fixture('journal-stdout.mjs'), {})
-  t.same(auto.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line).msg), ['first', 'second'])
-  const report = (stderr: string) => JSON.parse(stderr.split('\n').find((line) => line.startsWith('{')) ?? 'null')
+  const messages = (stdout: string) => stdout.split('\n').filter(Boolean).map((line) => jsonField(line, 'msg'))
+  t.same(messages(auto.stdout), ['first', 'second'])
+  const report = (stderr: string): unknown =>
+    JSON.parse(stderr.split('\n').find((line) => line.startsWith('{')) ?? 'null')
   t.match(report(auto.stderr), { target: 'stdout', counters: { fellBackToStdout: 2 } })
   const env = { SDN_TARGET: 'journal', SDN_SOCKET: '/nonexistent/journal' }
   const missing = await runChild(fixture('journal-stdout.mjs'), env)
-  t.same(missing.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line).msg), ['first', 'second'])
+  t.same(messages(missing.stdout), ['first', 'second'])
   t.match(missing.stderr, /SDNOTIFY_JOURNAL_ENOENT/, 'a warning says why')
   t.match(report(missing.stderr), {
     target: 'journal',
@@ -171,7 +203,7 @@ t.test('a process outside the journal keeps printing JSON lines on its stdout (t
 const skip = journaldSkipReason()
 if (skip) t.comment(`skipping real-journald tests: ${skip}`)
 
-function text(value: JournalEntry[string] | undefined): string | undefined {
+function text (value: JournalEntry[string] | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined
 }
 
@@ -201,7 +233,7 @@ t.test('against a real systemd-journald', { skip }, async (t) => {
     const entries = await read(identifier, 7)
     t.same(
       entries.map((e) => [e.MESSAGE, e.PRIORITY]),
-      [['t', '7'], ['d', '7'], ['i', '6'], ['n', '5'], ['w', '4'], ['e', '3'], ['f', '2']],
+      [['t', '7'], ['d', '7'], ['i', '6'], ['n', '5'], ['w', '4'], ['e', '3'], ['f', '2']]
     )
     t.ok(entries.every((e) => e._TRANSPORT === 'journal'), 'native entries (_TRANSPORT=journal)')
     const warnings = await journald.entries([`SYSLOG_IDENTIFIER=${identifier}`, 'PRIORITY=4'])
@@ -211,7 +243,12 @@ t.test('against a real systemd-journald', { skip }, async (t) => {
   t.test('top-level keys become fields a query can match; the original line is kept', async (t) => {
     const { identifier, stream: s } = stream()
     const lines: string[] = []
-    const tee = { write: (line: string) => (lines.push(line), s.write(line)) }
+    const tee = {
+      write: (line: string) => {
+        lines.push(line)
+        return s.write(line)
+      },
+    }
     const logger = pino({ base: { pid: process.pid } }, tee)
     logger.info({ reqId: `req-${identifier}`, user: { id: 7 }, 'http.status': 200, message: 'shadow' }, 'hello')
     logger.info({ reqId: 'other' }, 'not this one')
@@ -268,7 +305,7 @@ t.test('against a real systemd-journald', { skip }, async (t) => {
   t.test('process.exit() right after logging: queued lines go to stdout at exit, not lost', async (t) => {
     const env = { SDN_TARGET: 'journal', SDN_SOCKET: journald.socket, SDN_EXIT: '1' }
     const child = await runChild(fixture('journal-stdout.mjs'), env)
-    t.same(child.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line).msg), ['first', 'second'])
+    t.same(child.stdout.split('\n').filter(Boolean).map((line) => jsonField(line, 'msg')), ['first', 'second'])
   })
 
   t.test('10,000 lines in a burst: none lost, in order', async (t) => {
@@ -297,7 +334,7 @@ t.test('against a real systemd-journald', { skip }, async (t) => {
     t.equal(counters.dropped, 0)
     const entries = await read(identifier, counters.sent, ['SEQ'])
     t.equal(entries.length, counters.sent, 'journald has every line counted as sent')
-    const seen = [...entries.map((e) => Number(e.SEQ)), ...out.lines.map((line) => JSON.parse(line).seq as number)]
+    const seen = [...entries.map((e) => Number(e.SEQ)), ...out.lines.map((line) => jsonField(line, 'seq') as number)]
     t.same(seen.sort((a, b) => a - b), [...Array(200).keys()], 'journal + stdout = every line, once')
   })
 
@@ -320,7 +357,7 @@ t.test('against a real systemd-journald', { skip }, async (t) => {
     t.equal(counters.sent + counters.fellBackToStdout, 101)
     const entries = await read(identifier, counters.sent, ['SEQ', 'MESSAGE'])
     t.equal(entries.length, counters.sent)
-    const seen = [...entries.map((e) => e.SEQ), ...out.lines.map((line) => JSON.parse(line).seq)]
+    const seen = [...entries.map((e) => e.SEQ), ...out.lines.map((line) => jsonField(line, 'seq'))]
       .filter((x) => x !== undefined)
     t.equal(new Set(seen.map(Number)).size, 100, 'every stalled line is in the journal or on stdout')
   })
@@ -329,6 +366,7 @@ t.test('against a real systemd-journald', { skip }, async (t) => {
 const managerSkip = skip ?? systemdSkipReason()
 t.test("a non-root service with StandardOutput=journal takes the 'auto' path", { skip: managerSkip }, async (t) => {
   const sd: Manager = await startManager()
+  // eslint-disable-next-line prefer-const -- the teardown, registered first, must find it unset if the start fails
   let journald: Journald | undefined
   t.teardown(async () => {
     await journald?.stop() // before the manager: it lives in the manager's mount namespace

@@ -23,7 +23,7 @@ interface Report {
   failed: number
 }
 
-function runChild(): Promise<Report> {
+function runChild (): Promise<Report> {
   const env = { ...process.env }
   delete env.NODE_OPTIONS // tap's hooks would run in the child too
   return new Promise((resolve, reject) => {

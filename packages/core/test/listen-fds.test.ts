@@ -5,7 +5,7 @@ import { F_GETFD, F_SETFD, FD_CLOEXEC, loadedLibc, loadLibc } from '../src/trans
 import { watchdogSettings } from '../src/watchdog.js'
 
 const pid = 4321
-t.test('sd_listen_fds_with_names', async (t) => {
+t.test('sd_listen_fds_with_names', (t) => {
   const env = { LISTEN_FDS: '3', LISTEN_PID: String(pid), LISTEN_FDNAMES: 'http:notify:' }
   t.same(inheritedFds(env, pid), [
     { fd: 3, name: 'http' },
@@ -22,31 +22,46 @@ t.test('sd_listen_fds_with_names', async (t) => {
     { fd: 3, name: 'unknown' },
     { fd: 4, name: 'unknown' },
   ])
+  t.end()
 })
 
-t.test('descriptors meant for another process are not ours', async (t) => {
+t.test('descriptors meant for another process are not ours', (t) => {
   t.same(listenFds({ env: { LISTEN_FDS: '1', LISTEN_PID: '1' }, pid }), [])
   t.equal(notifyFd({ LISTEN_FDS: '1', LISTEN_PID: '1', LISTEN_FDNAMES: 'notify' }, pid), undefined)
   t.same(listenFds({ env: {}, pid }), [])
+  t.end()
 })
 
-t.test('malformed variables are named', async (t) => {
-  t.throws(() => listenFds({ env: { LISTEN_FDS: 'two', LISTEN_PID: String(pid) }, pid }), { name: 'SdNotifyError', field: 'LISTEN_FDS' })
-  t.throws(() => listenFds({ env: { LISTEN_FDS: '1', LISTEN_PID: 'me' }, pid }), { name: 'SdNotifyError', field: 'LISTEN_PID' })
+t.test('malformed variables are named', (t) => {
+  t.throws(
+    () => listenFds({ env: { LISTEN_FDS: 'two', LISTEN_PID: String(pid) }, pid }),
+    { name: 'SdNotifyError', field: 'LISTEN_FDS' }
+  )
+  t.throws(
+    () => listenFds({ env: { LISTEN_FDS: '1', LISTEN_PID: 'me' }, pid }),
+    { name: 'SdNotifyError', field: 'LISTEN_PID' }
+  )
   t.throws(() => listenFds({ env: { LISTEN_FDS: '2', LISTEN_PID: String(pid), LISTEN_FDNAMES: 'a' }, pid }), {
     name: 'SdNotifyError',
     field: 'LISTEN_FDNAMES',
     message: /names 1 descriptors but LISTEN_FDS is 2/,
   })
+  t.end()
 })
 
-t.test('unsetEnvironment removes LISTEN_* from the environment', async (t) => {
-  const env: Record<string, string | undefined> = { LISTEN_FDS: '1', LISTEN_PID: String(pid), LISTEN_FDNAMES: 'web', OTHER: 'x' }
+t.test('unsetEnvironment removes LISTEN_* from the environment', (t) => {
+  const env: Record<string, string | undefined> = {
+    LISTEN_FDS: '1',
+    LISTEN_PID: String(pid),
+    LISTEN_FDNAMES: 'web',
+    OTHER: 'x',
+  }
   t.same(listenFds({ env, pid, unsetEnvironment: true }), [{ fd: 3, name: 'web' }])
   t.same(env, { OTHER: 'x' })
+  t.end()
 })
 
-t.test('process.env is remembered, so unsetting does not hide the sockets from later calls', async (t) => {
+t.test('process.env is remembered, so unsetting does not hide the sockets from later calls', (t) => {
   const saved = { ...process.env }
   t.teardown(() => {
     for (const key of ['LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES']) delete process.env[key]
@@ -57,32 +72,39 @@ t.test('process.env is remembered, so unsetting does not hide the sockets from l
   t.same(listenFds({ unsetEnvironment: true }), [{ fd: 3, name: 'api' }])
   t.equal(process.env.LISTEN_FDS, undefined, 'children will not inherit them')
   t.same(listenFds(), [{ fd: 3, name: 'api' }], 'a later call in this process still sees them')
+  t.end()
 })
 
-t.test('sd_watchdog_enabled', async (t) => {
+t.test('sd_watchdog_enabled', (t) => {
   t.match(watchdogSettings({ WATCHDOG_USEC: '2000000' }, pid), { enabled: true, timeoutMs: 2000 })
   t.match(watchdogSettings({ WATCHDOG_USEC: '2000000', WATCHDOG_PID: String(pid) }, pid), { enabled: true })
-  t.match(watchdogSettings({ WATCHDOG_USEC: '2000000', WATCHDOG_PID: '1' }, pid), { enabled: false, reason: /another process/ })
+  t.match(
+    watchdogSettings({ WATCHDOG_USEC: '2000000', WATCHDOG_PID: '1' }, pid),
+    { enabled: false, reason: /another process/ }
+  )
   t.match(watchdogSettings({}, pid), { enabled: false, reason: /not set/ })
   t.match(watchdogSettings({ WATCHDOG_USEC: '0' }, pid), { enabled: false, reason: /not a positive/ })
   t.match(watchdogSettings({ WATCHDOG_USEC: 'soon' }, pid), { enabled: false, reason: /not a positive/ })
+  t.end()
 })
 
-t.test('like sd_listen_fds(3): no LISTEN_PID, no descriptors (they may be a parent process\'s)', async (t) => {
+t.test('like sd_listen_fds(3): no LISTEN_PID, no descriptors (they may be a parent process\'s)', (t) => {
   t.same(inheritedFds({ LISTEN_FDS: '2' }, pid), [])
   t.same(listenFds({ env: { LISTEN_FDS: '1', LISTEN_FDNAMES: 'http' }, pid }), [])
   t.equal(notifyFd({ LISTEN_FDS: '1', LISTEN_FDNAMES: 'notify' }, pid), undefined)
+  t.end()
 })
 
-t.test('an absurd LISTEN_FDS is refused, not allocated', async (t) => {
+t.test('an absurd LISTEN_FDS is refused, not allocated', (t) => {
   for (const count of ['4294967296', '99999999']) {
     const env = { LISTEN_FDS: count, LISTEN_PID: String(pid) }
     t.throws(() => inheritedFds(env, pid), { name: 'SdNotifyError', field: 'LISTEN_FDS' })
   }
+  t.end()
 })
 
 /** This process's pidfd inode id (pidfs, Linux ≥ 6.9), read here independently of the code under test. */
-async function ownPidfdId(): Promise<bigint | undefined> {
+async function ownPidfdId (): Promise<bigint | undefined> {
   const koffi = (await import('koffi')).default
   const pidfdOpen = koffi.load('libc.so.6').func('int pidfd_open(int, unsigned int)')
   const fd = pidfdOpen(process.pid, 0) as number

@@ -5,12 +5,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { fakeManager } from '@sdnotify/systemd-harness'
+import { coverageEnv } from '@sdnotify/systemd-harness'
+import { fakeManager } from '../src/testing.js'
 
 const pkg = fileURLToPath(new URL('..', import.meta.url))
 const dist = join(pkg, 'dist/esm/index.js')
 
-function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
+function run (command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
   return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     // Asynchronous: the fake manager of a test must keep draining its socket meanwhile.
     execFile(command, args, { ...options, encoding: 'utf8', timeout: 120_000 }, (error, stdout, stderr) => {
@@ -20,12 +21,12 @@ function run(command: string, args: string[], options: { cwd?: string; env?: Nod
 }
 
 const childEnv = (extra: Record<string, string>) => {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, ...extra }
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, ...coverageEnv(), ...extra }
   return env // no NODE_OPTIONS: tap's hooks must not reach the child
 }
 
 t.test('require() and import() give the same module: one environment snapshot, one SdNotifyError class', async (t) => {
-  const manager = fakeManager()
+  const manager = await fakeManager()
   t.teardown(() => manager.close())
   const script = `
 const cjs = require(${JSON.stringify(dist)})
@@ -45,23 +46,26 @@ import(${JSON.stringify(dist)}).then(async (esm) => {
   const out = await run(process.execPath, ['-e', script], { env: childEnv({ NOTIFY_SOCKET: manager.address }) })
   t.equal(out.code, 0, out.stderr)
   t.same(JSON.parse(out.stdout), { same: true, first: true, second: true, crossClass: true, sent: true, unset: true })
-  const [received] = await manager.waitFor(1)
-  t.equal(received?.text, 'READY=1\nSTATUS=from esm')
+  await manager.waitFor({ READY: '1' })
+  t.same(manager.datagrams.map((d) => d.text), ['READY=1\nSTATUS=from esm'])
 })
 
 // process.platform as another OS sees it; NOTIFY_SOCKET set all the same (a stray variable on a laptop).
-const asPlatform = (platform: string) => `Object.defineProperty(process, 'platform', { value: ${JSON.stringify(platform)} })
+const asPlatform = (platform: string) => `Object.defineProperty(process, 'platform', {
+  value: ${JSON.stringify(platform)},
+})
 const { createRequire } = require('node:module')
 import(${JSON.stringify(dist)}).then(async (core) => {
   const notifier = core.createNotifier()
   const results = [await notifier.ready('x'), await notifier.status('y'), notifier.watchdog.start()]
   const loaded = Object.keys(require('node:module')._cache).filter((file) => /koffi|unix-dgram/.test(file))
-  console.log(JSON.stringify({ enabled: notifier.enabled, results, loaded: loaded.length > 0, fds: core.listenFds().length }))
+  const fds = core.listenFds().length
+  console.log(JSON.stringify({ enabled: notifier.enabled, results, loaded: loaded.length > 0, fds }))
   await notifier.close()
 })`
 
 t.test('off Linux every call is a no-op and nothing native is loaded, whatever the environment says', async (t) => {
-  const manager = fakeManager()
+  const manager = await fakeManager()
   t.teardown(() => manager.close())
   const env = childEnv({ NOTIFY_SOCKET: manager.address, WATCHDOG_USEC: '2000000', LISTEN_FDS: '1', LISTEN_PID: '1' })
   for (const platform of ['darwin', 'win32']) {
@@ -82,8 +86,12 @@ t.test('npm installs the packed package off Linux (npm run with process.platform
   const packed = await run('pnpm', ['pack', '--pack-destination', dir], { cwd: pkg, env: process.env })
   t.equal(packed.code, 0, packed.stderr)
   const tarball = join(dir, readdirSync(dir).find((file) => file.endsWith('.tgz')) as string)
-  const npm = await run('npm', ['prefix', '-g'], { env: process.env })
-  const npmCli = join(npm.stdout.trim(), 'lib/node_modules/npm/bin/npm-cli.js')
+  // npm's CLI script as npm itself reports it: it exports its own path as $npm_execpath to what it runs.
+  // `npm prefix -g` derives from node's own path (<prefix>/bin/node): wrong when that node is not npm's
+  // (the Node 24 package).
+  const located = await run('npm', ['exec', '--call', 'echo "$npm_execpath"'], { cwd: dir, env: process.env })
+  const npmCli = located.stdout.trim()
+  t.match(npmCli, /npm-cli\.js$/, `npm's CLI script: ${located.stderr}`)
   const install = async (platform: string, spec: string) => {
     const app = mkdtempSync(join(dir, `${platform}-`))
     writeFileSync(join(app, 'package.json'), '{ "name": "app", "private": true }\n')
@@ -101,9 +109,12 @@ t.test('npm installs the packed package off Linux (npm run with process.platform
   const repack = mkdtempSync(join(dir, 'repack-'))
   await run('tar', ['xzf', tarball, '-C', repack])
   const manifest = join(repack, 'package')
-  const json = JSON.parse(readFileSync(join(manifest, 'package.json'), 'utf8'))
+  const json = JSON.parse(readFileSync(join(manifest, 'package.json'), 'utf8')) as Record<string, unknown>
   writeFileSync(join(manifest, 'package.json'), JSON.stringify({ ...json, os: ['linux'] }))
-  const repacked = await run('npm', ['pack', '--pack-destination', repack, '--loglevel=error'], { cwd: manifest, env: process.env })
+  const repacked = await run('npm', ['pack', '--pack-destination', repack, '--loglevel=error'], {
+    cwd: manifest,
+    env: process.env,
+  })
   t.equal(repacked.code, 0, repacked.stderr)
   const refused = await install('darwin', join(repack, repacked.stdout.trim()))
   t.not(refused.code, 0, 'an os-restricted core is refused on darwin')

@@ -4,27 +4,27 @@ import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { createNotifier, SdNotifyError } from '../src/index.js'
 import { retryWhileBusy } from '../src/system-errors.js'
-import { fakeManager } from '@sdnotify/systemd-harness'
+import { fakeManager } from '../src/testing.js'
 
 const QLEN = Number(readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8'))
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const realDateNow = Date.now
 
 /** Steps the wall clock by `ms` (Date.now() only: timers and performance.now() are monotonic). */
-function stepWallClock(t: { teardown(fn: () => void): void }, ms: number): void {
+function stepWallClock (t: { teardown(fn: () => unknown): void }, ms: number): void {
   Date.now = () => realDateNow() + ms
-  t.teardown(() => void (Date.now = realDateNow))
+  t.teardown(() => { Date.now = realDateNow })
 }
 
 /** The outcome, or 'still pending' after 5 s (instead of hanging the test for an hour). */
-function guarded<T>(promise: Promise<T>): Promise<T | Error | 'still pending'> {
+function guarded<T> (promise: Promise<T>): Promise<T | Error | 'still pending'> {
   const guard = new Promise<'still pending'>((resolve) => setTimeout(() => resolve('still pending'), 5000).unref())
   return Promise.race([promise.catch((error: Error) => error), guard])
 }
 
 /** A notifier whose manager has stopped reading, with its kernel queue full: the next send is queued. */
-async function frozenNotifier(t: { teardown(fn: () => void): void }, sendTimeoutMs: number) {
-  const fake = fakeManager()
+async function frozenNotifier (t: { teardown(fn: () => unknown): void }, sendTimeoutMs: number) {
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address }, transport: 'koffi', sendTimeoutMs })
   await n.prepare()

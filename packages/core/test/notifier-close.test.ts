@@ -9,23 +9,23 @@ import { createNotifier } from '../src/index.js'
 import { parseNotifySocket, type UnixAddress } from '../src/address.js'
 import { KoffiTransport } from '../src/transports/koffi.js'
 import { loadLibc } from '../src/transports/libc.js'
-import { fakeManager } from '@sdnotify/systemd-harness'
+import { fakeManager } from '../src/testing.js'
 
 const QLEN = Number(readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8'))
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Whether the promise has settled yet. */
-function settled(promise: Promise<unknown>): () => boolean {
+function settled (promise: Promise<unknown>): () => boolean {
   let done = false
   promise.then(
     () => (done = true),
-    () => (done = true),
+    () => (done = true)
   )
   return () => done
 }
 
 t.test('a second close() waits for what the first one waits for (a queued STOPPING=1)', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address }, transport: 'koffi', sendTimeoutMs: 20_000 })
   await n.prepare()
@@ -42,21 +42,24 @@ t.test('a second close() waits for what the first one waits for (a queued STOPPI
   await Promise.all([first, second])
   t.equal(await stopping, true)
   t.ok((await Promise.all(fill)).every((sent) => sent === true))
-  await fake.waitFor(QLEN + 2)
-  t.equal(fake.messages.at(-1)?.text, 'STOPPING=1\nSTATUS=bye', 'STOPPING=1 reached the manager')
+  await fake.waitFor({ STOPPING: '1' })
+  t.equal(fake.datagrams.at(-1)?.text, 'STOPPING=1\nSTATUS=bye', 'STOPPING=1 reached the manager')
   t.equal(n.close(), n.close(), 'every later call gets the same promise')
 })
 
-t.test('koffi: close() while a send with descriptors is retrying never lets it write to a closed descriptor', async (t) => {
-  const fake = fakeManager()
+t.test('koffi: close() while a send with descriptors is retrying never lets it write to a closed ' +
+  'descriptor', async (t) => {
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
-  const transport = new KoffiTransport({ address: parseNotifySocket(fake.address) as UnixAddress }, { sendTimeoutMs: 300 })
+  const address = parseNotifySocket(fake.address) as UnixAddress
+  const transport = new KoffiTransport({ address }, { sendTimeoutMs: 300 })
   await transport.load()
   fake.pause()
   while (transport.trySend(Buffer.from('X_FILL=1'))) {
     /* fill the manager's queue */
   }
   const libc = await loadLibc()
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- koffi's functions are plain functions, no `this`
   const { sendmsg, close } = libc
   const events: string[] = []
   libc.sendmsg = (fd, ...rest) => {
@@ -82,7 +85,7 @@ t.test('koffi: close() while a send with descriptors is retrying never lets it w
 })
 
 /** A datagram socket bound to a path, with a full queue: the notify socket of a manager that stopped reading. */
-async function stuckReceiver(t: { teardown(fn: () => void): void }) {
+async function stuckReceiver (t: { teardown(fn: () => void): void }) {
   const koffi = (await import('koffi')).default
   const lib = koffi.load('libc.so.6')
   const socket = lib.func('int socket(int, int, int)')
@@ -101,14 +104,14 @@ async function stuckReceiver(t: { teardown(fn: () => void): void }) {
     const recv = lib.func('intptr_t recv(int, void *, size_t, int)')
     const texts: string[] = []
     const buffer = Buffer.alloc(256)
-    for (let n; (n = Number(recv(fd, buffer, buffer.length, 0x40))) >= 0; ) texts.push(buffer.subarray(0, n).toString())
+    for (let n; (n = Number(recv(fd, buffer, buffer.length, 0x40))) >= 0;) texts.push(buffer.subarray(0, n).toString())
     return texts
   }
   return { fd, path, drain }
 }
 
 /** Another thread reads `count` datagrams from `fd` after `ms`: the manager resuming while this thread is blocked. */
-function rescue(fd: number, ms: number, count: number): Promise<string[]> {
+function rescue (fd: number, ms: number, count: number): Promise<string[]> {
   const worker = new Worker(
     `const { readSync } = require('node:fs')
      const { parentPort } = require('node:worker_threads')
@@ -120,10 +123,10 @@ function rescue(fd: number, ms: number, count: number): Promise<string[]> {
        }
        parentPort.postMessage(texts)
      }, ${ms})`,
-    { eval: true },
+    { eval: true }
   )
   return new Promise((resolve, reject) => {
-    worker.once('message', (texts: string[]) => void worker.terminate().then(() => resolve(texts)))
+    worker.once('message', (texts: string[]) => { void worker.terminate().then(() => resolve(texts)) })
     worker.once('error', reject)
   })
 }

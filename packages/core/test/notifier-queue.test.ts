@@ -1,4 +1,4 @@
-// The send queue under a frozen (SIGSTOP'd) or vanished manager (issue 11), against the harness's fake
+// The send queue under a frozen (SIGSTOP'd) or vanished manager (issue 11), against the test kit's fake
 // manager: pause() stops it reading, so the kernel queue (net.unix.max_dgram_qlen) fills as under a frozen
 // systemd and sends get EAGAIN.
 import { mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs'
@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { createNotifier } from '../src/index.js'
 import { loadLibc } from '../src/transports/libc.js'
-import { type FakeManager, fakeManager } from '@sdnotify/systemd-harness'
+import { type FakeManager, fakeManager } from '../src/testing.js'
 
 /** How many datagrams the kernel queues for a receiver that does not read. */
 const QLEN = Number(readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8'))
@@ -19,32 +19,32 @@ type Test = Pick<typeof t, 'same' | 'equal' | 'teardown'>
 const unhandled: unknown[] = []
 process.on('unhandledRejection', (reason) => unhandled.push(reason))
 /** After every test: none of our internal promises was left rejected without a handler. */
-async function noUnhandledRejection(t: Test): Promise<void> {
+async function noUnhandledRejection (t: Test): Promise<void> {
   await new Promise((resolve) => setImmediate(resolve))
   t.same(unhandled.splice(0), [], 'no unhandled rejection')
 }
 
 /** The promise's outcome without ever leaving it unhandled: true/false, or the error. */
-function outcome(promise: Promise<boolean>): Promise<boolean | (Error & { code?: string; errno?: string })> {
+function outcome (promise: Promise<boolean>): Promise<boolean | (Error & { code?: string; errno?: string })> {
   return promise.then(
     (value) => value,
-    (error: Error) => error,
+    (error: Error) => error
   )
 }
 
 /** Tracks when each promise settles (Date.now()), or undefined while pending. */
-function settleTimes(promises: Promise<unknown>[]): (number | undefined)[] {
+function settleTimes (promises: Promise<unknown>[]): (number | undefined)[] {
   const times: (number | undefined)[] = promises.map(() => undefined)
   promises.forEach((p, i) => {
-    const done = () => void (times[i] = Date.now())
+    const done = () => { times[i] = Date.now() }
     p.then(done, done)
   })
   return times
 }
 
 /** Pauses the manager and fills its kernel queue (the fast path takes these), plus a few that must wait. */
-async function frozen(t: Test, options: { sendTimeoutMs: number }) {
-  const fake = fakeManager()
+async function frozen (t: Test, options: { sendTimeoutMs: number }) {
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address }, ...options })
   t.equal(await n.prepare(), true)
@@ -54,7 +54,7 @@ async function frozen(t: Test, options: { sendTimeoutMs: number }) {
   return { fake, n, fill }
 }
 
-const texts = (fake: FakeManager) => fake.messages.map((m) => m.text)
+const texts = (fake: FakeManager) => fake.datagrams.map((d) => d.text)
 const fillTexts = (count = FILL) => Array.from({ length: count }, (_, i) => `X_FILL=${i}`)
 
 t.test('frozen during a burst: all arrive once the manager resumes, in order; our timers keep running', async (t) => {
@@ -71,7 +71,7 @@ t.test('frozen during a burst: all arrive once the manager resumes, in order; ou
   t.equal(settled.filter((time) => time !== undefined).length, 0, 'nothing settled (nor was dropped) while frozen')
   fake.resume()
   t.ok((await Promise.all([...fill, ...sends])).every((result) => result === true), 'every send resolved true')
-  await fake.waitFor(FILL + count)
+  await fake.waitFor({ X_SEQ: String(count - 1) })
   const expected = [...fillTexts(), ...Array.from({ length: count }, (_, i) => `X_SEQ=${i}`)]
   t.same(texts(fake), expected, 'all of them, in call order')
   await n.close()
@@ -99,7 +99,7 @@ t.test('frozen for long, status() every 10 ms: deadlines from the call, supersed
   const oldResults = await Promise.all(old.map((call) => call.result))
   t.ok(
     oldResults.every((r) => r instanceof Error && r.code === 'ERR_SDNOTIFY_TIMEOUT' && r.errno === 'EAGAIN'),
-    'they rejected with ERR_SDNOTIFY_TIMEOUT, errno EAGAIN',
+    'they rejected with ERR_SDNOTIFY_TIMEOUT, errno EAGAIN'
   )
   t.match(oldResults[0], { message: /not sent within 400 ms of the call.*EAGAIN/ })
   const lastFill = fillResults.at(-1)
@@ -109,7 +109,7 @@ t.test('frozen for long, status() every 10 ms: deadlines from the call, supersed
   t.equal(await n.ready('back'), true, 'sending resumes with the manager')
   const accepted = fillResults.filter((result) => result === true).length
   t.ok(accepted < FILL, `the kernel queue took ${accepted} of ${FILL}`)
-  await fake.waitFor(accepted + 2)
+  await fake.waitFor({ READY: '1' })
   const last = `STATUS=tick ${calls.length - 1}`
   // Kept: the fast-path sends already in the kernel queue, then only the newest status, then READY.
   t.same(texts(fake), [...fillTexts(accepted), last, 'READY=1\nSTATUS=back'], 'one status, the newest, was kept')
@@ -147,11 +147,10 @@ t.test('kept: only status-only and WATCHDOG=1-only messages coalesce, not past a
   const answered = settled.filter((time) => time !== undefined)
   t.equal(answered.length, 0, 'superseded messages are not answered before the newer one')
   fake.resume()
-  // The barrier holds what follows until the manager acknowledges it (closes its copy of the pipe).
-  await fake.waitFor(FILL + 9)
-  const barrier = fake.messages.find((m) => m.text === 'BARRIER=1')
-  fake.closeFd(barrier?.fds[0] as number)
-  await fake.waitFor(FILL + 12)
+  // The barrier holds what follows until the manager acknowledges it (the fake closes its copy of the pipe
+  // on receipt, as systemd does once it has processed what came before).
+  await fake.waitFor({ WATCHDOG: '1' }, { after: await fake.waitFor({ STATUS: 'G' }) })
+  t.equal(fake.datagrams.find((d) => d.text === 'BARRIER=1')?.fds, 1, 'the barrier came with its pipe')
   t.ok((await Promise.all([...fill, ...order])).every((result) => result === true), 'every promise resolved true')
   const received = texts(fake).slice(FILL).map((text) => text.replace(/MONOTONIC_USEC=\d+/, 'MONOTONIC_USEC=…'))
   t.same(received, [
@@ -174,24 +173,25 @@ t.test('kept: only status-only and WATCHDOG=1-only messages coalesce, not past a
 })
 
 t.test('an EAGAIN storm is retried with back-off: order kept, a bounded number of tries', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address }, sendTimeoutMs: 20_000 })
   t.equal(await n.prepare(), true)
   const libc = await loadLibc()
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- koffi's functions are plain functions, no `this`
   const sendto = libc.sendto
   let tries = 0
   libc.sendto = (...args: Parameters<typeof sendto>) => {
     tries++
     return sendto(...args)
   }
-  t.teardown(() => void (libc.sendto = sendto))
+  t.teardown(() => { libc.sendto = sendto })
 
   t.equal(tries, 0)
   const idle = n.status('idle')
   t.equal(tries, 1, 'with nothing queued, the send is tried during the call (the fast path)')
   t.equal(await idle, true)
-  await fake.waitFor(1)
+  await fake.waitFor({ STATUS: 'idle' })
 
   fake.pause()
   const started = Date.now()
@@ -204,7 +204,7 @@ t.test('an EAGAIN storm is retried with back-off: order kept, a bounded number o
   t.ok(retries >= 1 && retries <= 20 + elapsed / 10, `${retries} tries in ${elapsed} ms while frozen`)
   fake.resume()
   t.ok((await Promise.all(sends)).every((result) => result === true))
-  await fake.waitFor(1 + QLEN + 50)
+  await fake.waitFor({ X_SEQ: String(QLEN + 49) })
   t.same(texts(fake).slice(1), Array.from({ length: QLEN + 50 }, (_, i) => `X_SEQ=${i}`), 'in order')
   await n.close()
   await noUnhandledRejection(t)
@@ -235,7 +235,7 @@ t.test('close() lets what is queued go out if the manager resumes in time', asyn
   fake.resume()
   await closing
   t.ok((await Promise.all([...fill, stopping])).every((result) => result === true))
-  await fake.waitFor(FILL + 1)
+  await fake.waitFor({ STOPPING: '1' })
   t.equal(texts(fake).at(-1), 'STOPPING=1\nSTATUS=bye')
   await noUnhandledRejection(t)
 })
@@ -245,22 +245,22 @@ t.test('the notify socket vanishes (manager restarting) and comes back: sends ma
   const dir = mkdtempSync(join(tmpdir(), 'sdnotify-vanish-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const path = join(dir, 'notify')
-  const first = fakeManager()
+  const first = await fakeManager()
   symlinkSync(first.address, path)
   const n = createNotifier({ env: { NOTIFY_SOCKET: path }, sendTimeoutMs: 20_000 })
   t.equal(await n.ready(), true, 'the socket worked')
-  await first.waitFor(1)
-  first.close() // gone: ENOENT
+  await first.waitFor({ READY: '1' })
+  await first.close() // gone: ENOENT
   const during = [n.status('restarting 1'), n.send({ extra: { X_DURING: 1 } }), n.status('restarting 2')].map(outcome)
   const settled = settleTimes(during)
   await sleep(200)
   t.equal(settled.filter((time) => time !== undefined).length, 0, 'waiting for the socket, not failed')
-  const second = fakeManager()
+  const second = await fakeManager()
   t.teardown(() => second.close())
   unlinkSync(path)
   symlinkSync(second.address, path)
   t.same(await Promise.all(during), [true, true, true], 'sent once it was back')
-  await second.waitFor(2)
+  await second.waitFor({ STATUS: 'restarting 2' })
   t.same(texts(second), ['X_DURING=1', 'STATUS=restarting 2'], 'in order (the superseded status coalesced)')
   await n.close()
   await noUnhandledRejection(t)
@@ -270,7 +270,7 @@ t.test('the notify socket stays gone: ERR_SDNOTIFY_TIMEOUT naming the errno, fro
   const dir = mkdtempSync(join(tmpdir(), 'sdnotify-vanish-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const path = join(dir, 'notify')
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   symlinkSync(fake.address, path)
   const n = createNotifier({ env: { NOTIFY_SOCKET: path }, sendTimeoutMs: 300 })

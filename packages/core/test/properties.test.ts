@@ -9,7 +9,7 @@ import { inheritedFds, SD_LISTEN_FDS_START } from '../src/listen-fds.js'
 import { encodeNotification, type Notification, toAssignments } from '../src/protocol.js'
 
 /** Runs `run`; an exception other than an SdNotifyError fails the property (fast-check then shrinks it). */
-function sdNotifyErrorOr<T>(run: () => T, check: (result: T) => void): void {
+function sdNotifyErrorOr<T> (run: () => T, check: (result: T) => void): void {
   let result: T
   try {
     result = run()
@@ -21,11 +21,11 @@ function sdNotifyErrorOr<T>(run: () => T, check: (result: T) => void): void {
 }
 
 /** Fails the property with `what` unless `condition` holds. */
-function must(condition: boolean, what: string): void {
+function must (condition: boolean, what: string): void {
   if (!condition) throw new Error(what)
 }
 
-function assertProperty(t: Pick<typeof tap, 'notOk'>, property: fc.IProperty<unknown>, numRuns: number): void {
+function assertProperty (t: Pick<typeof tap, 'notOk'>, property: fc.IProperty<unknown>, numRuns: number): void {
   const details = fc.check(property, { numRuns })
   t.notOk(details.failed, details.failed ? (fc.defaultReportMessage(details) ?? 'failed') : `${numRuns} runs`)
 }
@@ -56,7 +56,7 @@ const RESERVED = [...Object.values(KEYS), 'VARLINKERROR', 'MAINPIDFD', 'MAINPIDF
 const oddity = fc.anything({ maxDepth: 1 })
 const text = fc.oneof(
   { weight: 8, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) },
-  { weight: 1, arbitrary: fc.constantFrom('', 'ok\nMAINPID=1', 'a\0b', 'x'.repeat(5000)) },
+  { weight: 1, arbitrary: fc.constantFrom('', 'ok\nMAINPID=1', 'a\0b', 'x'.repeat(5000)) }
 )
 /** Mostly valid values (so that many notifications are accepted and their output checked), some not. */
 const mostly = <T>(valid: fc.Arbitrary<T>, invalid: fc.Arbitrary<unknown> = oddity) =>
@@ -65,7 +65,7 @@ const badNumber = fc.oneof(fc.integer(), fc.double(), oddity)
 const integer = (min: number, max: number) => mostly(fc.integer({ min, max }), badNumber)
 const goodUsec = fc.oneof(
   fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
-  fc.bigInt({ min: 1n, max: 2n ** 64n - 2n }),
+  fc.bigInt({ min: 1n, max: 2n ** 64n - 2n })
 )
 const usec = mostly(goodUsec, fc.oneof(fc.bigInt(), badNumber))
 const flag = mostly(fc.boolean())
@@ -96,7 +96,7 @@ const extraKey = fc.oneof(
   { weight: 4, arbitrary: fc.stringMatching(/^X_[A-Z0-9_]{0,12}$/) },
   { weight: 2, arbitrary: fc.stringMatching(/^[A-Z][A-Z0-9_]{0,12}$/) },
   { weight: 1, arbitrary: fc.constantFrom(...RESERVED) },
-  { weight: 1, arbitrary: fc.string({ maxLength: 8 }) },
+  { weight: 1, arbitrary: fc.string({ maxLength: 8 }) }
 )
 const extraValue = mostly(fc.oneof(text, fc.integer(), fc.double(), fc.boolean()))
 const unknownField = fc.tuple(fc.string({ maxLength: 8 }), oddity)
@@ -108,7 +108,7 @@ const notification = fc
       ...Object.fromEntries(fields.map((field) => [field, typedFields[field]])),
       extra: fc.option(mostly(fc.dictionary(extraKey, extraValue, { maxKeys: 3 })), { nil: undefined, freq: 2 }),
       unknown: fc.oneof({ weight: 12, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: unknownField }),
-    }),
+    })
   )
   .map(({ unknown, extra, ...rest }) => {
     const result: Record<string, unknown> = extra === undefined ? rest : { ...rest, extra }
@@ -118,7 +118,7 @@ const notification = fc
 const anyNotification = fc.oneof({ weight: 12, arbitrary: notification }, { weight: 1, arbitrary: fc.anything() })
 
 /** The keys the encoder must write for a notification it accepted, one each. */
-function expectedKeys(input: Record<string, unknown>): string[] {
+function expectedKeys (input: Record<string, unknown>): string[] {
   const keys: string[] = []
   for (const [field, key] of Object.entries(KEYS)) {
     const value = input[field]
@@ -131,7 +131,7 @@ function expectedKeys(input: Record<string, unknown>): string[] {
   return keys.sort()
 }
 
-tap.test('encoder: throws SdNotifyError or writes exactly one line per given field, each under its key', async (t) => {
+tap.test('encoder: throws SdNotifyError or writes exactly one line per given field, each under its key', (t) => {
   const now = () => 42n
   assertProperty(
     t,
@@ -161,11 +161,12 @@ tap.test('encoder: throws SdNotifyError or writes exactly one line per given fie
         }
       })
     }),
-    1500,
+    1500
   )
+  t.end()
 })
 
-tap.test('encoder: extra never carries a field sd_notify(3) defines', async (t) => {
+tap.test('encoder: extra never carries a field sd_notify(3) defines', (t) => {
   assertProperty(
     t,
     fc.property(fc.constantFrom(...RESERVED), extraValue, fc.boolean(), (key, value, withStatus) => {
@@ -178,8 +179,9 @@ tap.test('encoder: extra never carries a field sd_notify(3) defines', async (t) 
       }
       throw new Error(`extra.${key} was accepted`)
     }),
-    300,
+    300
   )
+  t.end()
 })
 
 const vsockPrefix = fc.constantFrom('vsock', 'vsock-stream', 'vsock-dgram', 'vsock-seqpacket', 'vsock-raw')
@@ -189,10 +191,10 @@ const notifySocket = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 120 }).map((s) => `/${s}`),
   fc.string({ unit: 'binary', maxLength: 120 }).map((s) => `@${s}`),
   fc.tuple(vsockPrefix, vsockNumber, vsockNumber).map(([prefix, cid, port]) => `${prefix}:${cid}:${port}`),
-  fc.anything({ maxDepth: 0 }),
+  fc.anything({ maxDepth: 0 })
 )
 
-tap.test('parseNotifySocket: throws SdNotifyError or returns a well-formed address', async (t) => {
+tap.test('parseNotifySocket: throws SdNotifyError or returns a well-formed address', (t) => {
   const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
   assertProperty(
     t,
@@ -220,18 +222,19 @@ tap.test('parseNotifySocket: throws SdNotifyError or returns a well-formed addre
           must(sockaddr.subarray(3, 2 + name.length).equals(name.subarray(1)), 'sun_path holds the name')
           if (abstract) must(sockaddr[2] === 0, 'an abstract name starts with NUL')
           else must(sockaddr[sockaddr.length - 1] === 0 && !sockaddr.subarray(2, -1).includes(0), 'one terminating NUL')
-        },
+        }
       )
     }),
-    1500,
+    1500
   )
+  t.end()
 })
 
 const pid = 4321
 const listenNumber = fc.oneof(
   fc.nat({ max: 40 }).map(String),
   fc.string({ maxLength: 12 }),
-  fc.constantFrom('', '-1', '01', ' 1', '1e3', '0x10', '4294967296', '99999999999999999999', '1048573', '1048574'),
+  fc.constantFrom('', '-1', '01', ' 1', '1e3', '0x10', '4294967296', '99999999999999999999', '1048573', '1048574')
 )
 const fdNames = fc.array(fc.constantFrom('http', 'notify', '', 'a b', 'x'), { maxLength: 40 })
 const listenEnv = fc.record(
@@ -241,10 +244,10 @@ const listenEnv = fc.record(
     LISTEN_PIDFDID: fc.oneof(listenNumber, fc.bigInt({ min: 0n, max: 2n ** 64n }).map(String)),
     LISTEN_FDNAMES: fc.oneof(fdNames.map((names) => names.join(':')), fc.string({ maxLength: 20 })),
   },
-  { requiredKeys: [] },
+  { requiredKeys: [] }
 )
 
-tap.test('inheritedFds (LISTEN_*): throws SdNotifyError naming the variable, or numbered, named fds', async (t) => {
+tap.test('inheritedFds (LISTEN_*): throws SdNotifyError naming the variable, or numbered, named fds', (t) => {
   assertProperty(
     t,
     fc.property(listenEnv, (env) => {
@@ -262,6 +265,7 @@ tap.test('inheritedFds (LISTEN_*): throws SdNotifyError naming the variable, or 
         throw error
       }
     }),
-    1000,
+    1000
   )
+  t.end()
 })

@@ -4,17 +4,24 @@ import { SdNotifyError } from '../src/errors.js'
 
 const now = () => 123456789n
 
-t.test('every typed field encodes as sd_notify(3) says', async (t) => {
+t.test('every typed field encodes as sd_notify(3) says', (t) => {
   t.same(toAssignments({ ready: true }), ['READY=1'])
   t.same(toAssignments({ stopping: true, status: 'Bye' }), ['STOPPING=1', 'STATUS=Bye'])
-  t.same(toAssignments({ reloading: true }, now), ['RELOADING=1', 'MONOTONIC_USEC=123456789'], 'RELOADING adds MONOTONIC_USEC')
-  t.same(toAssignments({ reloading: true, monotonicUsec: 5n }), ['RELOADING=1', 'MONOTONIC_USEC=5'], 'an explicit MONOTONIC_USEC wins')
-  t.same(toAssignments({ monotonicUsec: 5n, reloading: true }), ['RELOADING=1', 'MONOTONIC_USEC=5'], 'written in field order, whatever the key order')
-  t.same(toAssignments({ reloading: true, monotonicUsec: undefined }, now), ['RELOADING=1', 'MONOTONIC_USEC=123456789'], 'an undefined MONOTONIC_USEC is filled in, once')
-  t.same(toAssignments({ reloading: false, monotonicUsec: undefined, status: 'x' }, now), ['STATUS=x'], 'no MONOTONIC_USEC without RELOADING=1')
-  t.same(toAssignments({ status: 'up', ready: true, extra: { X_A: 1 } }), ['READY=1', 'STATUS=up', 'X_A=1'], 'typed fields in order, then extra')
+  t.same(toAssignments({ reloading: true }, now), ['RELOADING=1', 'MONOTONIC_USEC=123456789'],
+    'RELOADING adds MONOTONIC_USEC')
+  t.same(toAssignments({ reloading: true, monotonicUsec: 5n }), ['RELOADING=1', 'MONOTONIC_USEC=5'],
+    'an explicit MONOTONIC_USEC wins')
+  t.same(toAssignments({ monotonicUsec: 5n, reloading: true }), ['RELOADING=1', 'MONOTONIC_USEC=5'],
+    'written in field order, whatever the key order')
+  t.same(toAssignments({ reloading: true, monotonicUsec: undefined }, now), ['RELOADING=1', 'MONOTONIC_USEC=123456789'],
+    'an undefined MONOTONIC_USEC is filled in, once')
+  t.same(toAssignments({ reloading: false, monotonicUsec: undefined, status: 'x' }, now), ['STATUS=x'],
+    'no MONOTONIC_USEC without RELOADING=1')
+  t.same(toAssignments({ status: 'up', ready: true, extra: { X_A: 1 } }), ['READY=1', 'STATUS=up', 'X_A=1'],
+    'typed fields in order, then extra')
   t.same(toAssignments({ errno: 2, status: 'No such file' }), ['STATUS=No such file', 'ERRNO=2'])
-  t.same(toAssignments({ busError: 'org.freedesktop.DBus.Error.TimedOut' }), ['BUSERROR=org.freedesktop.DBus.Error.TimedOut'])
+  t.same(toAssignments({ busError: 'org.freedesktop.DBus.Error.TimedOut' }),
+    ['BUSERROR=org.freedesktop.DBus.Error.TimedOut'])
   t.same(toAssignments({ exitStatus: 3 }), ['EXIT_STATUS=3'])
   t.same(toAssignments({ mainPid: 4242 }), ['MAINPID=4242'])
   t.same(toAssignments({ watchdog: true }), ['WATCHDOG=1'])
@@ -25,14 +32,17 @@ t.test('every typed field encodes as sd_notify(3) says', async (t) => {
   t.same(toAssignments({ fdStore: true, fdName: 'db', fdPoll: false }), ['FDSTORE=1', 'FDNAME=db', 'FDPOLL=0'])
   t.same(toAssignments({ fdStoreRemove: true, fdName: 'db' }), ['FDSTOREREMOVE=1', 'FDNAME=db'])
   t.same(toAssignments({ barrier: true }), ['BARRIER=1'])
-  t.same(toAssignments({ ready: true, extra: { X_GENERATION: 7, X_WARM: true, X_NAME: 'a b' } }), ['READY=1', 'X_GENERATION=7', 'X_WARM=1', 'X_NAME=a b'])
-  t.same(toAssignments({ ready: false, status: 'still starting' }), ['STATUS=still starting'], 'false flags are left out')
+  t.same(toAssignments({ ready: true, extra: { X_GENERATION: 7, X_WARM: true, X_NAME: 'a b' } }),
+    ['READY=1', 'X_GENERATION=7', 'X_WARM=1', 'X_NAME=a b'])
+  t.same(toAssignments({ ready: false, status: 'still starting' }), ['STATUS=still starting'],
+    'false flags are left out')
   t.same(toAssignments({ status: '' }), ['STATUS='], 'an empty status clears it')
   t.equal(encodeNotification({ ready: true, status: 'Listening on http://[::1]:3000 ✓' }).toString(), 'READY=1\nSTATUS=Listening on http://[::1]:3000 ✓')
+  t.end()
 })
 
 type Test = Pick<typeof t, 'ok' | 'equal' | 'match' | 'fail'>
-function rejects(t: Test, notification: unknown, field: string, rule: RegExp) {
+function rejects (t: Test, notification: unknown, field: string, rule: RegExp) {
   try {
     toAssignments(notification as never)
     t.fail(`${field}: expected an error`)
@@ -46,7 +56,7 @@ function rejects(t: Test, notification: unknown, field: string, rule: RegExp) {
   }
 }
 
-t.test('injection: a newline can never start a second field', async (t) => {
+t.test('injection: a newline can never start a second field', (t) => {
   rejects(t, { status: 'ok\nMAINPID=1' }, 'STATUS', /newline/)
   rejects(t, { status: 'ok\n' }, 'STATUS', /newline/)
   rejects(t, { status: 'a\0b' }, 'STATUS', /NUL/)
@@ -58,9 +68,10 @@ t.test('injection: a newline can never start a second field', async (t) => {
   rejects(t, { extra: { '1ABC': '1' } }, '1ABC', /\[A-Z\]/)
   rejects(t, { extra: { 'X-DASH': '1' } }, 'X-DASH', /\[A-Z\]/)
   rejects(t, { extra: { '': '1' } }, '', /\[A-Z\]/)
+  t.end()
 })
 
-t.test('numbers: non-negative safe integers in range', async (t) => {
+t.test('numbers: non-negative safe integers in range', (t) => {
   rejects(t, { errno: -1 }, 'ERRNO', /integer from 0 to 4095/)
   rejects(t, { errno: 1.5 }, 'ERRNO', /integer/)
   rejects(t, { errno: Number.NaN }, 'ERRNO', /integer/)
@@ -72,9 +83,10 @@ t.test('numbers: non-negative safe integers in range', async (t) => {
   rejects(t, { extendTimeoutUsec: 2 ** 60 }, 'EXTEND_TIMEOUT_USEC', /from 1/)
   rejects(t, { monotonicUsec: -5n }, 'MONOTONIC_USEC', /from 1/)
   rejects(t, { extra: { X_N: Number.POSITIVE_INFINITY } }, 'X_N', /finite/)
+  t.end()
 })
 
-t.test('other rules', async (t) => {
+t.test('other rules', (t) => {
   rejects(t, { ready: 1 }, 'READY', /true, false or undefined/)
   rejects(t, { watchdog: 'yes' }, 'WATCHDOG', /true, false/)
   rejects(t, { status: 42 }, 'STATUS', /string/)
@@ -93,28 +105,46 @@ t.test('other rules', async (t) => {
   rejects(t, null, 'notification', /must be an object/)
   rejects(t, 'READY=1', 'notification', /must be an object/)
   rejects(t, { extra: { X_O: {} } }, 'X_O', /string, number or boolean/)
+  t.end()
 })
 
-t.test('size: systemd ignores messages over 4096 bytes', async (t) => {
+t.test('size: systemd ignores messages over 4096 bytes', (t) => {
   t.equal(encodeNotification({ status: 'x'.repeat(MAX_MESSAGE_BYTES - 7) }).length, MAX_MESSAGE_BYTES)
-  t.throws(() => encodeNotification({ status: 'x'.repeat(MAX_MESSAGE_BYTES - 6) }), { code: 'ERR_SDNOTIFY_INVALID_FIELD', message: /4097 bytes.*4096/ })
+  t.throws(() => encodeNotification({ status: 'x'.repeat(MAX_MESSAGE_BYTES - 6) }),
+    { code: 'ERR_SDNOTIFY_INVALID_FIELD', message: /4097 bytes.*4096/ })
+  t.end()
 })
 
-t.test('MONOTONIC_USEC comes from CLOCK_MONOTONIC (process.hrtime)', async (t) => {
+t.test('MONOTONIC_USEC comes from CLOCK_MONOTONIC (process.hrtime)', (t) => {
   const before = process.hrtime.bigint() / 1000n
   const [, line] = toAssignments({ reloading: true })
   const after = process.hrtime.bigint() / 1000n
   const value = BigInt((line as string).split('=')[1] as string)
   t.ok(value >= before && value <= after)
+  t.end()
 })
 
-t.test('extra cannot smuggle a field sd_notify(3) defines', async (t) => {
+t.test('extra cannot smuggle a field sd_notify(3) defines', (t) => {
   // Each reserved key names the typed field to use instead.
   const typed: Record<string, string> = {
-    READY: 'ready', RELOADING: 'reloading', STOPPING: 'stopping', MONOTONIC_USEC: 'monotonicUsec', STATUS: 'status',
-    NOTIFYACCESS: 'notifyAccess', ERRNO: 'errno', BUSERROR: 'busError', EXIT_STATUS: 'exitStatus', MAINPID: 'mainPid',
-    WATCHDOG: 'watchdog', WATCHDOG_USEC: 'watchdogUsec', EXTEND_TIMEOUT_USEC: 'extendTimeoutUsec', FDSTORE: 'fdStore',
-    FDSTOREREMOVE: 'fdStoreRemove', FDNAME: 'fdName', FDPOLL: 'fdPoll', BARRIER: 'barrier',
+    READY: 'ready',
+    RELOADING: 'reloading',
+    STOPPING: 'stopping',
+    MONOTONIC_USEC: 'monotonicUsec',
+    STATUS: 'status',
+    NOTIFYACCESS: 'notifyAccess',
+    ERRNO: 'errno',
+    BUSERROR: 'busError',
+    EXIT_STATUS: 'exitStatus',
+    MAINPID: 'mainPid',
+    WATCHDOG: 'watchdog',
+    WATCHDOG_USEC: 'watchdogUsec',
+    EXTEND_TIMEOUT_USEC: 'extendTimeoutUsec',
+    FDSTORE: 'fdStore',
+    FDSTOREREMOVE: 'fdStoreRemove',
+    FDNAME: 'fdName',
+    FDPOLL: 'fdPoll',
+    BARRIER: 'barrier',
   }
   for (const [key, field] of Object.entries(typed)) {
     const rule = new RegExp(`reserved by sd_notify\\(3\\).*use the typed field ${field}`)
@@ -129,4 +159,5 @@ t.test('extra cannot smuggle a field sd_notify(3) defines', async (t) => {
   t.throws(() => encodeNotification({ status: 'x', extra: { MAINPID: 1 } }), smuggled)
   const custom = toAssignments({ status: 'x', extra: { X_MAINPID: 1, READY_X: 'y', MY_STATUS: 'z' } })
   t.same(custom, ['STATUS=x', 'X_MAINPID=1', 'READY_X=y', 'MY_STATUS=z'], 'custom keys (X_ or not) are accepted')
+  t.end()
 })

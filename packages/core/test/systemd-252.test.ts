@@ -19,7 +19,8 @@ const events = readEvents
 const event = waitForEvent
 
 /** A Type=notify service running the fixture with SDN_* settings; returns its unit name and event log. */
-const service = (sd: Manager, env: Record<string, string>, lines: string[] = []) => sd.notifyService(fixture, env, lines)
+const service = (sd: Manager, env: Record<string, string>, lines: string[] = []) => sd.notifyService(fixture, env,
+  lines)
 
 t.test('systemd 252 user manager', { skip }, async (t) => {
   const sd = await startManager()
@@ -66,7 +67,8 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
   })
 
   t.test('exec is accepted under NotifyAccess=all: 50 consecutive starts, no failure', async (t) => {
-    const { unit } = await service(sd, { SDN_TRANSPORT: 'exec', SDN_STATUS: 'exec ok' }, ['NotifyAccess=all', 'TimeoutStartSec=10s'])
+    const { unit } = await service(sd, { SDN_TRANSPORT: 'exec', SDN_STATUS: 'exec ok' },
+      ['NotifyAccess=all', 'TimeoutStartSec=10s'])
     let failures = 0
     for (let i = 0; i < 50; i++) {
       const start = await sd.systemctl(['start', unit])
@@ -78,7 +80,8 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
   })
 
   t.test('watchdog: a healthy service stays up on automatic pings', async (t) => {
-    const { unit, log } = await service(sd, { SDN_WATCHDOG: '1', SDN_STATUS: 'healthy' }, ['WatchdogSec=2', 'Restart=on-watchdog'])
+    const { unit, log } = await service(sd, { SDN_WATCHDOG: '1', SDN_STATUS: 'healthy' },
+      ['WatchdogSec=2', 'Restart=on-watchdog'])
     t.equal((await sd.systemctl(['start', unit])).code, 0)
     await new Promise((resolve) => setTimeout(resolve, 6000))
     const props = await sd.show(unit)
@@ -89,7 +92,8 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
   })
 
   t.test('watchdog: a blocked event loop gets the service restarted (Result=watchdog)', async (t) => {
-    const { unit, log } = await service(sd, { SDN_WATCHDOG: '1', SDN_BLOCK_AFTER_MS: '1000' }, ['WatchdogSec=2', 'Restart=on-watchdog', 'RestartSec=3'])
+    const { unit, log } = await service(sd, { SDN_WATCHDOG: '1', SDN_BLOCK_AFTER_MS: '1000' },
+      ['WatchdogSec=2', 'Restart=on-watchdog', 'RestartSec=3'])
     t.equal((await sd.systemctl(['start', unit])).code, 0)
     const props = await sd.waitFor(unit, (p) => p.Result === 'watchdog', 15_000)
     t.equal(props.Result, 'watchdog')
@@ -101,11 +105,13 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
   })
 
   t.test('watchdog: a failing health check gets the service restarted', async (t) => {
-    const { unit, log } = await service(sd, { SDN_WATCHDOG: '1', SDN_FAIL_HEALTH_AFTER_MS: '1500', SDN_STATUS: 'Serving' }, ['WatchdogSec=2', 'Restart=no'])
+    const { unit, log } = await service(sd,
+      { SDN_WATCHDOG: '1', SDN_FAIL_HEALTH_AFTER_MS: '1500', SDN_STATUS: 'Serving' }, ['WatchdogSec=2', 'Restart=no'])
     t.equal((await sd.systemctl(['start', unit])).code, 0)
     const props = await sd.waitFor(unit, (p) => p.Result === 'watchdog', 15_000)
     t.equal(props.Result, 'watchdog')
-    t.equal((await sd.waitFor(unit, (p) => p.ActiveState === 'failed', 10_000)).ActiveState, 'failed', 'killed, not restarted (Restart=no)')
+    t.equal((await sd.waitFor(unit, (p) => p.ActiveState === 'failed', 10_000)).ActiveState, 'failed',
+      'killed, not restarted (Restart=no)')
     t.match((await event(log, 'unhealthy'))?.reason, /health check failed: database unreachable/)
   })
 
@@ -157,7 +163,8 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
     const props = await sd.show(unit, ['NFileDescriptorStore', 'ActiveState'])
     t.equal(props.NFileDescriptorStore, '1', 'systemd holds the stored descriptor')
     const acknowledged = await event(log, 'barrier')
-    t.match(acknowledged, { ok: true }, 'the barrier was acknowledged (on Bun too: core reads the pipe with a fs stream there)')
+    t.match(acknowledged, { ok: true },
+      'the barrier was acknowledged (on Bun too: core reads the pipe with a fs stream there)')
     await sd.systemctl(['stop', unit])
   })
 
@@ -165,7 +172,8 @@ t.test('systemd 252 user manager', { skip }, async (t) => {
   t.test('socket activation: a .socket unit passes the listening socket', { skip: noListenFd }, async (t) => {
     const port = 20000 + (process.pid % 20000)
     sd.writeUnit('web.socket', ['[Socket]', `ListenStream=127.0.0.1:${port}`, 'FileDescriptorName=http', ''].join('\n'))
-    await sd.writeService('web', fixture, [], { service: ['Type=notify', `Environment=SDN_LOG=${sd.scratch}/web.log SDN_STATUS=activated`] })
+    await sd.writeService('web', fixture, [],
+      { service: ['Type=notify', `Environment=SDN_LOG=${sd.scratch}/web.log SDN_STATUS=activated`] })
     t.equal((await sd.systemctl(['start', 'web.socket'])).code, 0)
     const response = await fetch(`http://127.0.0.1:${port}/`)
     t.match(await response.text(), /^hello from \d+ via fd 3/, 'the service answered on the passed socket')

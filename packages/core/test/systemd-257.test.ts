@@ -16,7 +16,8 @@ t.test('systemd 257 (Debian trixie root)', { skip }, async (t) => {
   t.teardown(() => sd.stop())
   t.ok(sd.version >= 253, `systemd ${sd.version} supports OpenFile= and Type=notify-reload`)
 
-  t.test('fd transport: OpenFile= hands us a connected notify socket; pure JS, accepted from a non-root service', async (t) => {
+  t.test('fd transport: OpenFile= hands us a connected notify socket; pure JS, accepted from a non-root ' +
+    'service', async (t) => {
     const log = `${sd.scratch}/fd.log`
     await sd.writeService('fdsvc', fixture, [], {
       service: [
@@ -45,7 +46,11 @@ t.test('systemd 257 (Debian trixie root)', { skip }, async (t) => {
   t.test('Type=notify-reload: RELOADING=1 with MONOTONIC_USEC, then READY=1', async (t) => {
     const log = `${sd.scratch}/reload.log`
     await sd.writeService('reloader', fixture, [], {
-      service: ['Type=notify-reload', `Environment=SDN_LOG=${log} SDN_STATUS=Serving SDN_RELOAD_MS=500`, 'TimeoutStartSec=15s'],
+      service: [
+        'Type=notify-reload',
+        `Environment=SDN_LOG=${log} SDN_STATUS=Serving SDN_RELOAD_MS=500`,
+        'TimeoutStartSec=15s',
+      ],
     })
     t.equal((await sd.systemctl(['start', 'reloader.service'])).code, 0)
     const started = Date.now()

@@ -22,7 +22,7 @@ const nobody = `/usr/bin/setpriv --reuid=${SERVICE_UID} --regid=${SERVICE_UID} -
 const skip = systemdSkipReason()
 if (skip) t.comment(`skipping the sdnotify command's real-systemd tests: ${skip}`)
 
-function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function run (command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(command, args, { encoding: 'utf8', timeout: 60_000 }, (error, stdout, stderr) => {
       resolve({ code: error ? Number((error as { code?: unknown }).code) || 1 : 0, stdout, stderr })
@@ -54,7 +54,7 @@ t.test('sdnotify doctor and sdnotify unit under a real systemd manager', { skip 
     const app = join(sd.scratch, 'app.cjs')
     writeFileSync(
       app,
-      `require(${JSON.stringify(dist)}).createNotifier().ready('up'); setInterval(() => {}, 1 << 30)\n`,
+      `require(${JSON.stringify(dist)}).createNotifier().ready('up'); setInterval(() => {}, 1 << 30)\n`
     )
     const asRoot = join(sd.scratch, 'doctor-root.txt')
     const asNobody = join(sd.scratch, 'doctor-nobody.txt')
@@ -78,7 +78,7 @@ t.test('sdnotify doctor and sdnotify unit under a real systemd manager', { skip 
     t.match(
       root,
       new RegExp(`^systemd: ${sd.version} \\(the user manager\\), user manager$`, 'm'),
-      `the manager's version\n${root}`,
+      `the manager's version\n${root}`
     )
     t.match(root, /^unit: doc\.service \(this process's cgroup\); settings from systemctl --user show$/m)
     t.match(root, /^transport: koffi \(for the unit's main process, from its settings\)$/m)
@@ -95,7 +95,7 @@ t.test('sdnotify doctor and sdnotify unit under a real systemd manager', { skip 
     t.match(
       user,
       /settings from the environment \(systemctl --user show failed/,
-      `no systemctl show for nobody\n${user}`,
+      `no systemctl show for nobody\n${user}`
     )
     t.match(user, new RegExp(`^systemd: ${sd.version} \\(systemctl --version\\)`, 'm'))
     t.match(user, /^environment: .*NOTIFY_SOCKET=\/run\/user\/0\/systemd\/notify/m)
@@ -103,7 +103,7 @@ t.test('sdnotify doctor and sdnotify unit under a real systemd manager', { skip 
     t.match(user, /^ {2}ok +Type= +NOTIFY_SOCKET is set/m)
     t.match(
       user,
-      /^ {2}unknown {3}WatchdogSec= +WATCHDOG_USEC is not set: no WatchdogSec=, or this is a control process/m,
+      /^ {2}unknown {3}WatchdogSec= +WATCHDOG_USEC is not set: no WatchdogSec=, or this is a control process/m
     )
     await sd.systemctl(['stop', 'doc.service'])
   })
@@ -112,7 +112,7 @@ t.test('sdnotify doctor and sdnotify unit under a real systemd manager', { skip 
     sd.writeUnit('plain.service', '[Service]\nExecStart=/bin/sleep 1000\n')
     sd.writeUnit(
       'good.service',
-      `[Service]\nType=notify\nWatchdogSec=10s\nFileDescriptorStoreMax=2\nExecStart=/bin/sleep 1000\n`,
+      '[Service]\nType=notify\nWatchdogSec=10s\nFileDescriptorStoreMax=2\nExecStart=/bin/sleep 1000\n'
     )
     await sd.daemonReload()
     const plain = await outside(['doctor', '--unit', 'plain', '--user'])
@@ -122,10 +122,11 @@ t.test('sdnotify doctor and sdnotify unit under a real systemd manager', { skip 
     t.match(
       plain.stdout,
       /^ {2}missing {3}NotifyAccess= +NotifyAccess=none/m,
-      'Type=simple defaults to NotifyAccess=none',
+      'Type=simple defaults to NotifyAccess=none'
     )
     t.match(plain.stdout, /^add to \[Service\]:\n {2}Type=notify\n {2}NotifyAccess=main\n {2}WatchdogSec=30s\n/m)
-    const good = JSON.parse((await outside(['doctor', '--unit', 'good.service', '--user', '--json'])).stdout)
+    const doctor = await outside(['doctor', '--unit', 'good.service', '--user', '--json'])
+    const good = JSON.parse(doctor.stdout) as { checks: unknown; add: string[] }
     // systemd 252 says WatchdogUSec=infinity for a unit that never started: doctor reads the unit file then.
     t.match(good, {
       simulated: true,

@@ -29,7 +29,8 @@ t.test('watchdog under systemd 252', { skip }, async (t) => {
     t.ok(await waitForEvent(stall.log, 'stalled', 10_000), 'the service stalled for 2 s')
     // The next scheduled tick is 10 s away: the sentinel timer reports the stall the moment it ends.
     const unhealthy = await sd.waitFor(stall.unit, (p) => p.StatusText?.startsWith('Unhealthy') ?? false, 2000)
-    t.match(unhealthy.StatusText, /^Unhealthy, watchdog paused: event loop blocked for \d+ to \d+ ms \(limit 1000 ms\)$/)
+    t.match(unhealthy.StatusText,
+      /^Unhealthy, watchdog paused: event loop blocked for \d+ to \d+ ms \(limit 1000 ms\)$/)
     const after = await sd.waitFor(stall.unit, (p) => p.StatusText === 'Serving', 6000)
     t.equal(after.StatusText, 'Serving', 'the status is restored once a re-check finds the loop well')
     t.equal(after.ActiveState, 'active')

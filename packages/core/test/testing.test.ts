@@ -1,15 +1,24 @@
 // The test kit (@sdnotify/core/testing): a notify socket a test owns, as users run it in their own CI.
 // Apps under test are real child processes using core's built bundle (what users' apps load).
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import koffi from 'koffi'
-import { canConnect, testPort } from '@sdnotify/systemd-harness'
-import { SdNotifyError } from '../src/index.js'
+import { canConnect, coverageEnv, testPort } from '@sdnotify/systemd-harness'
+import { createNotifier, SdNotifyError } from '../src/index.js'
 import { fakeManager, parseNotification } from '../src/testing.js'
 
 const pkg = fileURLToPath(new URL('..', import.meta.url))
@@ -17,10 +26,10 @@ const repo = join(pkg, '../..')
 const dist = join(pkg, 'dist/esm/index.js')
 
 /** A child app: `script` runs with `core` bound to the built @sdnotify/core, tap's hooks kept out (NODE_OPTIONS). */
-function app(script: string, env: Record<string, string | undefined>): ChildProcess {
+function app (script: string, env: Record<string, string | undefined>): ChildProcess {
   const code = `const core = require(${JSON.stringify(dist)});\n${script}`
   const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, '-e', code], {
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...coverageEnv(), ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   })
   child.stderr?.setEncoding('utf8')
@@ -35,7 +44,7 @@ const libc = koffi.load('libc.so.6')
 const socketFn = libc.func('int socket(int, int, int)')
 const sendto = libc.func('intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)')
 const closeFn = libc.func('int close(int)')
-function sendRaw(address: string, message: Buffer): void {
+function sendRaw (address: string, message: Buffer): void {
   const fd = socketFn(1, 2, 0) as number
   const path = Buffer.alloc(2 + Buffer.byteLength(address) + 1)
   path.writeUInt16LE(1, 0)
@@ -57,7 +66,7 @@ t.test(
       `const n = core.createNotifier()
 n.status('booting').then(() => n.ready('Listening on http://127.0.0.1:1'))
   .then(() => n.reloading()).then(() => n.ready('again'))`,
-      { ...manager.env },
+      { ...manager.env }
     )
     t.teardown(() => child.kill('SIGKILL'))
     const ready = await manager.waitFor({ READY: '1' })
@@ -75,18 +84,18 @@ n.status('booting').then(() => n.ready('Listening on http://127.0.0.1:1'))
         'READY=1\nSTATUS=Listening on http://127.0.0.1:1',
         `RELOADING=1\nMONOTONIC_USEC=${reloading.MONOTONIC_USEC}`,
         'READY=1\nSTATUS=again',
-      ],
+      ]
     )
     t.ok(
       manager.datagrams.every((d) => d.pid === child.pid && d.fds === 0 && d.rejected === undefined),
-      'sent by the app itself',
+      'sent by the app itself'
     )
     t.same(
       parseNotification('A=1\nA=2\nnot an assignment\n=x\nB='),
       { A: '1', B: '' },
-      'the first value of a repeated key, like systemd',
+      'the first value of a repeated key, like systemd'
     )
-  },
+  }
 )
 
 t.test('waitFor rejects after timeoutMs, listing what came (and what systemd would have ignored)', async (t) => {
@@ -106,20 +115,20 @@ t.test('waitFor rejects after timeoutMs, listing what came (and what systemd wou
           String.raw`.*ignored by systemd: longer than 4096 bytes.*\n`,
           String.raw`.*READY=1\\u0000STATUS=nul.*ignored by systemd: contains a NUL byte`,
         ].join(''),
-        's',
+        's'
       ),
   })
   t.same(manager.notifications, [{ STATUS: 'one' }], 'the ignored datagrams are not notifications')
   t.same(
     manager.datagrams.map((d) => d.rejected),
-    [undefined, 'longer than 4096 bytes', 'contains a NUL byte'],
+    [undefined, 'longer than 4096 bytes', 'contains a NUL byte']
   )
   const predicate = await manager
     .waitFor(
-      function isReady(n) {
+      function isReady (n) {
         return n.READY === '1'
       },
-      { timeoutMs: 50 },
+      { timeoutMs: 50 }
     )
     .catch((e: Error) => e.message)
   t.match(predicate, /the predicate isReady within 50 ms/)
@@ -148,7 +157,7 @@ t.test('descriptors sent along are counted and closed, not leaked', async (t) =>
     `const fs = require('node:fs'); const n = core.createNotifier()
 const fds = [fs.openSync('/dev/null', 'r'), fs.openSync('/dev/null', 'r')]
 n.storeFds(fds, 'files', { poll: false }).then(() => n.ready())`,
-    { ...manager.env },
+    { ...manager.env }
   )
   t.teardown(() => child.kill('SIGKILL'))
   const store = await manager.waitFor({ FDSTORE: '1' })
@@ -158,15 +167,15 @@ n.storeFds(fds, 'files', { poll: false }).then(() => n.ready())`,
   t.equal(devNull(), before, 'and were closed on receipt')
 })
 
-t.test('watchdog: WATCHDOG_USEC in env, pings tracked from READY=1, violations recorded or fatal', async (t) => {
+t.test('watchdog: WATCHDOG_USEC in env, pings tracked from READY=1, violations recorded or fatal', (t) => {
   t.test('a healthy app pings in time: no violations', async (t) => {
     const manager = await fakeManager({ watchdogMs: 2000, enforceWatchdog: true })
     t.teardown(() => manager.close())
     t.equal(manager.env.WATCHDOG_USEC, '2000000')
     t.equal(manager.env.WATCHDOG_PID, undefined, 'no WATCHDOG_PID: the child pid is not known in advance')
     const child = app(
-      `const n = core.createNotifier(); n.ready().then(() => n.watchdog.start()); setInterval(() => {}, 1e6)`,
-      { ...manager.env },
+      'const n = core.createNotifier(); n.ready().then(() => n.watchdog.start()); setInterval(() => {}, 1e6)',
+      { ...manager.env }
     )
     t.teardown(() => child.kill('SIGKILL'))
     await manager.waitFor({ READY: '1' })
@@ -177,7 +186,7 @@ t.test('watchdog: WATCHDOG_USEC in env, pings tracked from READY=1, violations r
   t.test('an app that stops pinging: recorded without enforceWatchdog', async (t) => {
     const manager = await fakeManager({ watchdogUsec: 300_000n })
     t.teardown(() => manager.close())
-    const child = app(`core.createNotifier().ready(); setInterval(() => {}, 1e6)`, { ...manager.env })
+    const child = app('core.createNotifier().ready(); setInterval(() => {}, 1e6)', { ...manager.env })
     t.teardown(() => child.kill('SIGKILL'))
     await manager.waitFor({ READY: '1' })
     // Nothing else will come: this wait outlives the watchdog timeout, and a violation is only recorded.
@@ -192,7 +201,7 @@ t.test('watchdog: WATCHDOG_USEC in env, pings tracked from READY=1, violations r
   t.test('enforceWatchdog: a missed ping fails the waitFor, as systemd would kill the service', async (t) => {
     const manager = await fakeManager({ watchdogMs: 300, enforceWatchdog: true })
     t.teardown(() => manager.close())
-    const child = app(`core.createNotifier().ready(); setInterval(() => {}, 1e6)`, { ...manager.env })
+    const child = app('core.createNotifier().ready(); setInterval(() => {}, 1e6)', { ...manager.env })
     t.teardown(() => child.kill('SIGKILL'))
     t.same(await manager.waitFor({ READY: '1' }), { READY: '1' }, 'found before the violation: resolves')
     await t.rejects(manager.waitFor({ STOPPING: '1' }, { timeoutMs: 10_000 }), {
@@ -204,7 +213,7 @@ t.test('watchdog: WATCHDOG_USEC in env, pings tracked from READY=1, violations r
   t.test('WATCHDOG=trigger is a violation at once', async (t) => {
     const manager = await fakeManager({ watchdogMs: 60_000 })
     t.teardown(() => manager.close())
-    const child = app(`const n = core.createNotifier(); n.ready().then(() => n.watchdog.trigger())`, { ...manager.env })
+    const child = app('const n = core.createNotifier(); n.ready().then(() => n.watchdog.trigger())', { ...manager.env })
     t.teardown(() => child.kill('SIGKILL'))
     await manager.waitFor({ WATCHDOG: 'trigger' })
     t.match(manager.watchdogViolations, [{ kind: 'trigger', timeoutMs: 60_000 }])
@@ -212,16 +221,62 @@ t.test('watchdog: WATCHDOG_USEC in env, pings tracked from READY=1, violations r
   t.test('STOPPING=1 ends the tracking', async (t) => {
     const manager = await fakeManager({ watchdogMs: 200, enforceWatchdog: true })
     t.teardown(() => manager.close())
-    const child = app(`const n = core.createNotifier(); n.send({ ready: true, stopping: true })`, { ...manager.env })
+    const child = app('const n = core.createNotifier(); n.send({ ready: true, stopping: true })', { ...manager.env })
     t.teardown(() => child.kill('SIGKILL'))
     await manager.waitFor({ STOPPING: '1' })
     await t.rejects(
       manager.waitFor({ WATCHDOG: '1' }, { timeoutMs: 600 }),
       { code: 'ERR_SDNOTIFY_TIMEOUT', field: undefined },
-      'a plain timeout, no violation',
+      'a plain timeout, no violation'
     )
     t.same(manager.watchdogViolations, [])
   })
+  t.end()
+})
+
+t.test('pause(): nothing is read, the kernel queue fills, sends wait; resume(): every one arrives, in ' +
+  'order', async (t) => {
+  const manager = await fakeManager()
+  t.teardown(() => manager.close())
+  const n = createNotifier({ env: { ...manager.env }, sendTimeoutMs: 20_000 })
+  t.teardown(() => n.close())
+  t.equal(await n.ready(), true)
+  await manager.waitFor({ READY: '1' })
+  manager.pause()
+  // Linux queues max_dgram_qlen + 1 datagrams for a socket nobody reads; the rest wait in the notifier.
+  const count = Number(readFileSync('/proc/sys/net/unix/max_dgram_qlen', 'utf8')) + 50
+  let settled = 0
+  const sends = Array.from({ length: count }, (_, i) => n.send({ extra: { X_SEQ: i } }))
+  for (const send of sends) void send.finally(() => settled++)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.equal(manager.datagrams.length, 1, 'nothing read while paused')
+  t.ok(settled < count, `the kernel queue is full: ${count - settled} sends wait`)
+  await t.rejects(manager.waitFor({ X_SEQ: '0' }, { timeoutMs: 50 }), { code: 'ERR_SDNOTIFY_TIMEOUT' }, 'nor found')
+  manager.resume()
+  t.ok((await Promise.all(sends)).every((sent) => sent === true))
+  await manager.waitFor({ X_SEQ: String(count - 1) })
+  t.same(
+    manager.datagrams.map((d) => d.text),
+    ['READY=1', ...Array.from({ length: count }, (_, i) => `X_SEQ=${i}`)]
+  )
+})
+
+t.test('pause(): silence is not judged while paused, pings are judged by their arrival stamps', async (t) => {
+  const manager = await fakeManager({ watchdogMs: 2000, enforceWatchdog: true })
+  t.teardown(() => manager.close())
+  const n = createNotifier({ env: { ...manager.env } })
+  t.teardown(() => n.close())
+  await n.ready()
+  n.watchdog.start() // a ping every 1000 ms
+  const ready = await manager.waitFor({ READY: '1' })
+  manager.pause()
+  await new Promise((resolve) => setTimeout(resolve, 3000))
+  t.same(manager.watchdogViolations, [], 'none while paused, though nothing was read')
+  manager.resume()
+  const ping = await manager.waitFor({ WATCHDOG: '1' }, { after: ready })
+  await manager.waitFor({ WATCHDOG: '1' }, { after: ping })
+  t.ok(manager.notifications.length >= 4, 'the pings sent meanwhile arrived')
+  t.same(manager.watchdogViolations, [], 'they came in time by the kernel\'s stamps')
 })
 
 t.test('bad options name the option and the rule', async (t) => {
@@ -261,7 +316,7 @@ t.test('an abstract socket name', async (t) => {
   const manager = await fakeManager({ abstract: true })
   t.teardown(() => manager.close())
   t.match(manager.address, /^@sdnotify-test-/)
-  const child = app(`core.createNotifier().ready('abstract')`, { ...manager.env })
+  const child = app('core.createNotifier().ready(\'abstract\')', { ...manager.env })
   t.teardown(() => child.kill('SIGKILL'))
   t.same(await manager.waitFor({ READY: '1' }), { READY: '1', STATUS: 'abstract' })
 })
@@ -279,19 +334,16 @@ import('@sdnotify/core/testing').then(async (kit) => {
     execFile(
       '/usr/bin/env',
       ['-u', 'NODE_OPTIONS', process.execPath, '-e', script],
-      { cwd: pkg, encoding: 'utf8' },
-      (_e, stdout, stderr) => resolve({ stdout, stderr }),
+      { cwd: pkg, encoding: 'utf8', env: { ...process.env, ...coverageEnv() } },
+      (_e, stdout, stderr) => resolve({ stdout, stderr })
     )
   })
   t.same(JSON.parse(out.stdout || '{}'), { sameClass: true, code: 'ERR_SDNOTIFY_TIMEOUT' }, out.stderr)
 })
 
-const asNobody =
-  process.getuid?.() !== 0
-    ? 'needs root to switch to nobody with setpriv'
-    : existsSync('/usr/bin/setpriv')
-      ? undefined
-      : 'no /usr/bin/setpriv'
+let asNobody: string | undefined
+if (process.getuid?.() !== 0) asNobody = 'needs root to switch to nobody with setpriv'
+else if (!existsSync('/usr/bin/setpriv')) asNobody = 'no /usr/bin/setpriv'
 if (asNobody) t.comment(`skipping the non-root test kit run: ${asNobody}`)
 
 t.test('works as a non-root user without systemd (nobody, via setpriv)', { skip: asNobody }, async (t) => {
@@ -311,7 +363,7 @@ const ready = await manager.waitFor({ READY: '1' })
 const pid = manager.datagrams[0].pid === child.pid
 console.log(JSON.stringify({ ready, uid: process.getuid(), pid, tmp: manager.address.startsWith('/tmp/') }))
 await manager.close()
-`,
+`
   )
   const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     const args = [
@@ -368,7 +420,7 @@ for (const example of examples) {
     t.equal(
       manager.datagrams.find((d) => d.fields === ready)?.pid,
       child.pid,
-      'sent by the main process (NotifyAccess=main)',
+      'sent by the main process (NotifyAccess=main)'
     )
     if (example.watchdog) {
       const ping = await manager.waitFor({ WATCHDOG: '1' })
@@ -379,7 +431,7 @@ for (const example of examples) {
     await exited(child)
     t.ok(
       child.exitCode === 0 || child.signalCode === 'SIGTERM',
-      `exited (${child.exitCode ?? child.signalCode}) ${stderr}`,
+      `exited (${child.exitCode ?? child.signalCode}) ${stderr}`
     )
     t.same(manager.watchdogViolations, [])
   })

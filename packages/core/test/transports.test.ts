@@ -11,16 +11,19 @@ import { FdTransport } from '../src/transports/fd.js'
 import { KoffiTransport } from '../src/transports/koffi.js'
 import { F_GETFD, F_SETFD, FD_CLOEXEC, loadLibc } from '../src/transports/libc.js'
 import { UnixDgramTransport } from '../src/transports/unix-dgram.js'
-import { fakeManager } from '@sdnotify/systemd-harness'
+import { type FakeManager, fakeManager } from '../src/testing.js'
+import { fakeManager as harnessFakeManager } from '@sdnotify/systemd-harness'
 
 const options = { sendTimeoutMs: 5000 }
+const texts = (fake: FakeManager) => fake.datagrams.map((d) => d.text)
 
 for (const name of ['koffi', 'unix-dgram'] as const) {
   // prepared: the transport is loaded first, so sends take the synchronous fast path until the queue is
   // full, then the queued, retrying path: order and count must survive the switch.
   for (const prepared of [false, true]) {
-    t.test(`${name}${prepared ? ' (prepared: fast path)' : ''}: a burst into a full queue is delivered whole and in order`, async (t) => {
-      const fake = fakeManager()
+    const mode = prepared ? ' (prepared: fast path)' : ''
+    t.test(`${name}${mode}: a burst into a full queue is delivered whole and in order`, async (t) => {
+      const fake = await fakeManager()
       t.teardown(() => fake.close())
       const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address }, transport: name })
       if (prepared) t.equal(await n.prepare(), true)
@@ -30,17 +33,18 @@ for (const name of ['koffi', 'unix-dgram'] as const) {
       await new Promise((resolve) => setTimeout(resolve, 200))
       fake.resume()
       t.ok((await Promise.all(sends)).every(Boolean))
-      await fake.waitFor(2000)
-      t.equal(fake.messages.length, 2000, 'nothing was dropped')
-      t.ok(fake.messages.every((m, i) => m.text === `X_SEQ=${i}`), 'in order')
+      await fake.waitFor({ X_SEQ: '1999' })
+      t.equal(fake.datagrams.length, 2000, 'nothing was dropped')
+      t.ok(fake.datagrams.every((d, i) => d.text === `X_SEQ=${i}`), 'in order')
       t.equal(n.transport, name)
       await n.close()
     })
   }
 }
 
-t.test('unix-dgram trySend: true when sent, false (not sent, nothing lost) on a full queue, closes its socket', async (t) => {
-  const fake = fakeManager()
+t.test('unix-dgram trySend: true when sent, false (not sent, nothing lost) on a full queue, closes its ' +
+  'socket', async (t) => {
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const transport = new UnixDgramTransport(parseNotifySocket(fake.address) as UnixAddress, options)
   t.equal(transport.trySend(Buffer.from('STATUS=early')), false, 'not loaded yet: the caller takes the async path')
@@ -53,92 +57,95 @@ t.test('unix-dgram trySend: true when sent, false (not sent, nothing lost) on a 
   t.ok(results.slice(0, sent).every(Boolean) && results.slice(sent).every((r) => !r), 'false only once full')
   t.equal((transport as unknown as { socket: unknown }).socket, undefined, 'socket closed: the process can exit')
   fake.resume()
-  await fake.waitFor(sent)
-  t.same(fake.messages.map((m) => m.text), results.slice(0, sent).map((_, i) => `STATUS=${i}`))
+  await fake.waitFor({ STATUS: String(sent - 1) })
+  t.same(texts(fake), results.slice(0, sent).map((_, i) => `STATUS=${i}`))
 })
 
 t.test('koffi: a queue that stays full rejects after sendTimeoutMs, naming EAGAIN', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   fake.pause()
-  const transport = new KoffiTransport({ address: parseNotifySocket(fake.address) as UnixAddress }, { sendTimeoutMs: 300 })
+  const transport = new KoffiTransport({ address: parseNotifySocket(fake.address) as UnixAddress },
+    { sendTimeoutMs: 300 })
   t.teardown(() => transport.close())
-  const sends = Array.from({ length: 100 }, () => transport.send(Buffer.from('STATUS=x')).then(() => 'sent', (e: Error & { code?: string; errno?: string }) => `${e.code} ${e.errno}`))
+  const sends = Array.from({ length: 100 }, () =>
+    transport.send(Buffer.from('STATUS=x'))
+      .then(() => 'sent', (e: Error & { code?: string; errno?: string }) => `${e.code} ${e.errno}`))
   const results = await Promise.all(sends)
   t.ok(results.includes('sent'), 'the first ones fit in the queue')
   t.ok(results.includes('ERR_SDNOTIFY_TIMEOUT EAGAIN'), 'the rest time out with EAGAIN instead of vanishing')
 })
 
 t.test('koffi reaches abstract socket names', async (t) => {
-  const fake = fakeManager({ abstract: true })
+  const fake = await fakeManager({ abstract: true })
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address } })
   t.equal(await n.ready('abstract'), true)
-  t.same((await fake.waitFor(1)).map((m) => m.text), ['READY=1\nSTATUS=abstract'])
+  await fake.waitFor({ READY: '1' })
+  t.same(texts(fake), ['READY=1\nSTATUS=abstract'])
   await n.close()
 })
 
-t.test('unix-dgram refuses abstract names', async (t) => {
-  t.throws(() => new UnixDgramTransport(parseNotifySocket('@x') as UnixAddress, options), { code: 'ERR_SDNOTIFY_UNSUPPORTED' })
+t.test('unix-dgram refuses abstract names', (t) => {
+  t.throws(() => new UnixDgramTransport(parseNotifySocket('@x') as UnixAddress, options),
+    { code: 'ERR_SDNOTIFY_UNSUPPORTED' })
+  t.end()
 })
 
 t.test('unix-dgram closes its socket when idle, so the process can exit', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const transport = new UnixDgramTransport(parseNotifySocket(fake.address) as UnixAddress, options)
   await transport.send(Buffer.from('READY=1'))
   t.equal((transport as unknown as { socket: unknown }).socket, undefined)
-  await fake.waitFor(1)
+  await fake.waitFor({ READY: '1' })
 })
 
 t.test('FDSTORE passes descriptors with SCM_RIGHTS', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address } })
   const fd = openSync('/dev/null', 'r')
   t.equal(await n.storeFds([fd], 'devnull', { poll: false }), true)
   closeSync(fd)
-  const [message] = await fake.waitFor(1)
+  await fake.waitFor({ FDSTORE: '1' })
+  const [message] = fake.datagrams
   t.equal(message?.text, 'FDSTORE=1\nFDNAME=devnull\nFDPOLL=0')
-  t.equal(message?.fds.length, 1, 'one descriptor arrived')
-  fake.closeFd(message?.fds[0] as number)
+  t.equal(message?.fds, 1, 'one descriptor arrived')
   await n.close()
 })
 
 t.test('unix-dgram hands fd passing to koffi over the same socket', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address }, transport: 'unix-dgram' })
   await n.ready()
   t.equal(await n.storeFds([0], 'stdin'), true)
-  const messages = await fake.waitFor(2)
-  t.equal(messages[1]?.fds.length, 1)
+  await fake.waitFor({ FDSTORE: '1' })
+  t.same(fake.datagrams.map((d) => d.fds), [0, 1], 'the descriptor came with FDSTORE=1')
   t.equal(n.transport, 'unix-dgram')
-  fake.closeFd(messages[1]?.fds[0] as number)
   await n.close()
 })
 
-t.test('barrier: resolves when the manager closes its copy of the pipe, times out otherwise', async (t) => {
-  const fake = fakeManager()
+t.test('barrier: resolves when the manager closes its copy of the pipe, times out until it does', async (t) => {
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address } })
   await n.status('before')
-  const barrier = n.barrier(5000)
-  const messages = await fake.waitFor(2)
-  t.equal(messages[1]?.text, 'BARRIER=1')
-  t.equal(messages[1]?.fds.length, 1)
-  fake.closeFd(messages[1]?.fds[0] as number) // what systemd does once it has processed everything before
-  t.equal(await barrier, true)
+  // The fake closes the descriptors it reads, as systemd does once it has processed everything before.
+  t.equal(await n.barrier(5000), true)
+  t.same(texts(fake), ['STATUS=before', 'BARRIER=1'])
+  t.equal(fake.datagrams[1]?.fds, 1)
 
-  const slow = n.barrier(200)
-  await fake.waitFor(3)
-  await t.rejects(slow, { code: 'ERR_SDNOTIFY_TIMEOUT', message: /barrier not acknowledged within 200 ms/ })
-  fake.closeFd(fake.messages[2]?.fds[0] as number)
+  fake.pause() // a manager that has not read it: the pipe's other end stays open (in the kernel queue)
+  await t.rejects(n.barrier(200), { code: 'ERR_SDNOTIFY_TIMEOUT', message: /barrier not acknowledged within 200 ms/ })
+  fake.resume()
+  await fake.waitFor({ BARRIER: '1' }, { after: fake.notifications[1] })
   await n.close()
 })
 
 t.test('fd transport writes to an already-connected descriptor', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   // A connected datagram socket, as OpenFile= would pass: made here with koffi.
   const koffi = (await import('koffi')).default
@@ -150,55 +157,71 @@ t.test('fd transport writes to an already-connected descriptor', async (t) => {
   t.equal(connect(fd, address.sockaddr, address.sockaddr.length), 0)
   const transport = new FdTransport(fd, options)
   await transport.send(Buffer.from('READY=1\nSTATUS=via fd'))
-  t.same((await fake.waitFor(1)).map((m) => m.text), ['READY=1\nSTATUS=via fd'])
+  await fake.waitFor({ READY: '1' })
+  t.same(texts(fake), ['READY=1\nSTATUS=via fd'])
   closeSync(fd)
-  await t.rejects(transport.send(Buffer.from('READY=1')), { code: 'ERR_SDNOTIFY_SEND_FAILED', transport: 'fd', errno: 'EBADF' })
+  await t.rejects(transport.send(Buffer.from('READY=1')),
+    { code: 'ERR_SDNOTIFY_SEND_FAILED', transport: 'fd', errno: 'EBADF' })
 })
 
 t.test('exec: spawns systemd-notify with the assignments as arguments, no shell', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sdnotify-exec-'))
   const fakeNotify = join(dir, 'systemd-notify')
   const record = join(dir, 'args')
-  writeFileSync(fakeNotify, `#!/bin/sh\nfor a in "$@"; do printf '%s|' "$a"; done > ${record}\necho "$NOTIFY_SOCKET" >> ${record}\n`)
+  writeFileSync(fakeNotify,
+    `#!/bin/sh\nfor a in "$@"; do printf '%s|' "$a"; done > ${record}\necho "$NOTIFY_SOCKET" >> ${record}\n`)
   chmodSync(fakeNotify, 0o755)
   const warnings: string[] = []
-  const n = createNotifier({ env: { NOTIFY_SOCKET: '/run/test/notify' }, transport: 'exec', systemdNotify: fakeNotify, onWarning: (_m, code) => warnings.push(code) })
+  const n = createNotifier({
+    env: { NOTIFY_SOCKET: '/run/test/notify' },
+    transport: 'exec',
+    systemdNotify: fakeNotify,
+    onWarning: (_m, code) => warnings.push(code),
+  })
   t.equal(await n.ready('a; rm -rf / $(id)'), true)
   const { readFileSync } = await import('node:fs')
-  t.equal(readFileSync(record, 'utf8'), 'READY=1|STATUS=a; rm -rf / $(id)|/run/test/notify\n', 'arguments passed verbatim')
+  t.equal(readFileSync(record, 'utf8'), 'READY=1|STATUS=a; rm -rf / $(id)|/run/test/notify\n',
+    'arguments passed verbatim')
   t.same(warnings, ['SDNOTIFY_EXEC_FALLBACK'], 'warned once about NotifyAccess=all')
   await n.status('again')
   t.same(warnings, ['SDNOTIFY_EXEC_FALLBACK'], 'only once')
 
   writeFileSync(fakeNotify, '#!/bin/sh\necho "Failed to notify init system: Permission denied" >&2\nexit 1\n')
-  await t.rejects(n.status('x'), { code: 'ERR_SDNOTIFY_SEND_FAILED', transport: 'exec', message: /exit status 1.*Permission denied/ })
+  await t.rejects(n.status('x'),
+    { code: 'ERR_SDNOTIFY_SEND_FAILED', transport: 'exec', message: /exit status 1.*Permission denied/ })
   // systemd-notify cannot pass descriptors: FDSTORE goes through koffi (installed here) to the same socket.
   await t.rejects(n.storeFds([0], 'x'), { code: 'ERR_SDNOTIFY_SEND_FAILED', transport: 'koffi', errno: 'ENOENT' })
 })
 
-t.test('exec against the real systemd-notify', { skip: process.getuid?.() === 0 ? false : 'needs root (systemd-notify may fake the sender pid only as root)' }, async (t) => {
-  const fake = fakeManager()
+const asRoot = process.getuid?.() === 0 ? false : 'needs root (systemd-notify may fake the sender pid only as root)'
+t.test('exec against the real systemd-notify', { skip: asRoot }, async (t) => {
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
-  const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, PATH: '/usr/bin:/bin' }, transport: 'exec', onWarning: () => {} })
+  const n = createNotifier({
+    env: { NOTIFY_SOCKET: fake.address, PATH: '/usr/bin:/bin' },
+    transport: 'exec',
+    onWarning: () => {},
+  })
   const sent = n.ready('from systemd-notify')
-  // systemd-notify waits for a BARRIER=1 acknowledgement: play the manager's part.
-  await fake.waitFor(2)
-  for (const m of fake.messages) for (const fd of m.fds) fake.closeFd(fd)
+  // systemd-notify waits for a BARRIER=1 acknowledgement: the fake closes the pipe on receipt, as systemd does.
   t.equal(await sent, true)
-  t.equal(fake.messages[0]?.text, 'READY=1\nSTATUS=from systemd-notify')
-  t.equal(fake.messages[1]?.text, 'BARRIER=1')
+  await fake.waitFor({ BARRIER: '1' })
+  t.equal(fake.datagrams[0]?.text, 'READY=1\nSTATUS=from systemd-notify')
+  t.equal(fake.datagrams[1]?.text, 'BARRIER=1')
 })
 
 t.test('sendSync: last words, synchronously, once prepare() has loaded the transport', async (t) => {
   for (const name of ['koffi', 'unix-dgram'] as const) {
-    const fake = fakeManager()
+    const fake = await fakeManager()
     t.teardown(() => fake.close())
     const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address }, transport: name })
-    t.throws(() => n.sendSync({ errno: 98 }), { code: 'ERR_SDNOTIFY_UNSUPPORTED', message: /prepare\(\)/ }, `${name}: not loaded yet`)
+    t.throws(() => n.sendSync({ errno: 98 }), { code: 'ERR_SDNOTIFY_UNSUPPORTED', message: /prepare\(\)/ },
+      `${name}: not loaded yet`)
     t.equal(await n.prepare(), true)
     t.equal(n.sendSync({ errno: 98, status: 'Failed to listen: EADDRINUSE' }), true, `${name}: sent`)
     t.equal(n.lastStatus, 'Failed to listen: EADDRINUSE')
-    t.same((await fake.waitFor(1)).map((m) => m.text), ['STATUS=Failed to listen: EADDRINUSE\nERRNO=98'])
+    await fake.waitFor({ ERRNO: '98' })
+    t.same(texts(fake), ['STATUS=Failed to listen: EADDRINUSE\nERRNO=98'])
     t.throws(() => n.sendSync({ status: 'a\nb' }), { name: 'SdNotifyError', field: 'STATUS' })
     await n.close()
     t.throws(() => n.sendSync({ ready: true }), { code: 'ERR_SDNOTIFY_CLOSED' })
@@ -209,7 +232,7 @@ t.test('sendSync: last words, synchronously, once prepare() has loaded the trans
 })
 
 t.test('sendSync on the fd and exec transports', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const koffi = (await import('koffi')).default
   const libc = koffi.load('libc.so.6')
@@ -217,7 +240,8 @@ t.test('sendSync on the fd and exec transports', async (t) => {
   const address = parseNotifySocket(fake.address) as UnixAddress
   libc.func('int connect(int, const void *, uint32_t)')(fd, address.sockaddr, address.sockaddr.length)
   new FdTransport(fd, options).sendSync(Buffer.from('STOPPING=1'))
-  t.same((await fake.waitFor(1)).map((m) => m.text), ['STOPPING=1'])
+  await fake.waitFor({ STOPPING: '1' })
+  t.same(texts(fake), ['STOPPING=1'])
   closeSync(fd)
   t.throws(() => new FdTransport(fd, options).sendSync(Buffer.from('X=1')), {
     code: 'ERR_SDNOTIFY_SEND_FAILED',
@@ -228,7 +252,12 @@ t.test('sendSync on the fd and exec transports', async (t) => {
   const script = join(dir, 'systemd-notify')
   writeFileSync(script, `#!/bin/sh\necho "$@" > ${dir}/args\n`)
   chmodSync(script, 0o755)
-  const n = createNotifier({ env: { NOTIFY_SOCKET: '/run/x' }, transport: 'exec', systemdNotify: script, onWarning: () => {} })
+  const n = createNotifier({
+    env: { NOTIFY_SOCKET: '/run/x' },
+    transport: 'exec',
+    systemdNotify: script,
+    onWarning: () => {},
+  })
   await n.prepare()
   t.equal(n.sendSync({ errno: 13 }), true)
   const { readFileSync } = await import('node:fs')
@@ -238,9 +267,9 @@ t.test('sendSync on the fd and exec transports', async (t) => {
 const openFds = () => readdirSync('/proc/self/fd').length
 
 t.test('failed barriers and sends leave no descriptor open (150 each, counted in /proc/self/fd)', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   const missing = fake.address
-  fake.close() // the manager is gone: every send fails with ENOENT
+  await fake.close() // the manager is gone: every send fails with ENOENT
   const koffi = createNotifier({ env: { NOTIFY_SOCKET: missing }, transport: 'koffi' })
   const dgram = createNotifier({ env: { NOTIFY_SOCKET: missing }, transport: 'unix-dgram' })
   const dir = mkdtempSync(join(tmpdir(), 'sdnotify-exec-'))
@@ -300,7 +329,7 @@ t.test('failed barriers and sends leave no descriptor open (150 each, counted in
 })
 
 t.test('sends that time out leave no descriptor open', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const koffi = new KoffiTransport({ address: parseNotifySocket(fake.address) as UnixAddress }, { sendTimeoutMs: 20 })
   const dgram = new UnixDgramTransport(parseNotifySocket(fake.address) as UnixAddress, { sendTimeoutMs: 20 })
@@ -324,7 +353,8 @@ t.test('sends that time out leave no descriptor open', async (t) => {
 })
 
 t.test('barriers that time out leave no descriptor open', async (t) => {
-  const fake = fakeManager()
+  // The harness's fake: it must read each barrier yet hold its pipe past the 5 ms timeout (the kit closes on receipt).
+  const fake = harnessFakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address } })
   await n.ready()
@@ -338,7 +368,7 @@ t.test('barriers that time out leave no descriptor open', async (t) => {
 })
 
 /** A connected, blocking datagram socket pair whose reader's queue is already full: a stuck manager. */
-async function stuckManager() {
+async function stuckManager () {
   const koffi = (await import('koffi')).default
   const libc = koffi.load('libc.so.6')
   const socketpair = libc.func('int socketpair(int, int, int, int *)')
@@ -358,22 +388,22 @@ async function stuckManager() {
     reader,
     received,
     /** The manager reads everything queued (non-blocking). */
-    drain() {
+    drain () {
       const buffer = Buffer.alloc(256)
-      for (let n; (n = Number(recv(reader, buffer, buffer.length, MSG_DONTWAIT))) >= 0; ) {
+      for (let n; (n = Number(recv(reader, buffer, buffer.length, MSG_DONTWAIT))) >= 0;) {
         const text = buffer.subarray(0, n).toString()
         if (text !== 'STATUS=filler') received.push(text)
       }
       return received
     },
     /** Reads until `text` arrives (a write abandoned by a timed-out send completes once there is room). */
-    async drainUntil(text: string) {
+    async drainUntil (text: string) {
       for (let i = 0; i < 2000 && !this.drain().includes(text); i++) {
         await new Promise((resolve) => setTimeout(resolve, 5))
       }
       return received
     },
-    close() {
+    close () {
       closeSync(writer)
       closeSync(reader)
     },
@@ -381,7 +411,7 @@ async function stuckManager() {
 }
 
 /** Settles with the promise's outcome, or with `still pending` after 5 s (instead of hanging the test). */
-function guarded<T>(promise: Promise<T>): Promise<T | Error | 'still pending'> {
+function guarded<T> (promise: Promise<T>): Promise<T | Error | 'still pending'> {
   const guard = new Promise<'still pending'>((resolve) => setTimeout(() => resolve('still pending'), 5000).unref())
   return Promise.race([promise.catch((error: Error) => error), guard])
 }
@@ -426,7 +456,7 @@ t.test('fd transport: sendSync gives up after a bounded time when koffi is loade
   // If sendSync blocked, only another thread could free it: this one reads a datagram after 5 s.
   const rescue = new Worker(
     `const { readSync } = require('node:fs'); setTimeout(() => readSync(${manager.reader}, Buffer.alloc(256)), 5000)`,
-    { eval: true },
+    { eval: true }
   )
   const transport = new FdTransport(manager.writer, { sendTimeoutMs: 200 })
   const stuck = { code: 'ERR_SDNOTIFY_TIMEOUT', transport: 'fd', errno: 'EAGAIN' }
@@ -438,7 +468,7 @@ t.test('fd transport: sendSync gives up after a bounded time when koffi is loade
   manager.close()
 })
 
-t.test('findExecutable: only absolute PATH entries (never a systemd-notify in the working directory)', async (t) => {
+t.test('findExecutable: only absolute PATH entries (never a systemd-notify in the working directory)', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sdnotify-path-'))
   const planted = join(dir, 'systemd-notify')
   writeFileSync(planted, '#!/bin/sh\nexit 0\n')
@@ -449,6 +479,7 @@ t.test('findExecutable: only absolute PATH entries (never a systemd-notify in th
   t.equal(findExecutable('systemd-notify', `${relative}:${dir}/`), planted, 'the absolute one is used')
   const n = createNotifier({ env: { NOTIFY_SOCKET: '/run/x', PATH: relative }, transport: 'exec' })
   t.match(n.describe().transports.find((p) => p.name === 'exec'), { usable: false, reason: /not found/ })
+  t.end()
 })
 
 t.test('koffi loaded for the OpenFile= notify socket marks it close-on-exec', async (t) => {

@@ -9,7 +9,7 @@ import { Watchdog, watchdogSettings, type WatchdogHost } from '../src/watchdog.j
  * `advance` moves `step` ms at a time and lets the promises of each step settle (setImmediate stays real).
  * `stall` moves the clock in one go, running the timers that came due only at the end: a blocked event loop.
  */
-function fakeClock(t: { teardown(fn: () => void): void }) {
+function fakeClock (t: { teardown(fn: () => void): void }) {
   mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 })
   performance.now = () => Date.now()
   t.teardown(() => {
@@ -18,13 +18,13 @@ function fakeClock(t: { teardown(fn: () => void): void }) {
   })
   const settle = () => new Promise((resolve) => setImmediate(resolve))
   return {
-    async advance(ms: number, step = 1) {
+    async advance (ms: number, step = 1) {
       for (let i = 0; i < ms; i += step) {
         mock.timers.tick(step)
         await settle()
       }
     },
-    async stall(ms: number) {
+    async stall (ms: number) {
       mock.timers.tick(ms)
       await settle()
     },
@@ -32,22 +32,24 @@ function fakeClock(t: { teardown(fn: () => void): void }) {
 }
 
 /** A watchdog whose host logs what it is asked to do, with the fake time. */
-function watched(timeoutMs: number, host: Partial<WatchdogHost> = {}) {
+function watched (timeoutMs: number, host: Partial<WatchdogHost> = {}) {
   const log: string[] = []
   const pingTimes: number[] = []
   const base: WatchdogHost = {
-    async sendPing() {
+    sendPing () {
       pingTimes.push(Date.now())
       log.push(`${Date.now()} ping`)
-      return true
+      return Promise.resolve(true)
     },
-    async reportUnhealthy(reason) {
+    reportUnhealthy (reason) {
       log.push(`${Date.now()} unhealthy: ${reason}`)
+      return Promise.resolve()
     },
-    async reportHealthy() {
+    reportHealthy () {
       log.push(`${Date.now()} healthy`)
+      return Promise.resolve()
     },
-    onError(error) {
+    onError (error) {
       log.push(`${Date.now()} error: ${(error as Error).message}`)
     },
   }
@@ -57,7 +59,8 @@ function watched(timeoutMs: number, host: Partial<WatchdogHost> = {}) {
 
 const gaps = (times: number[]) => times.slice(1).map((time, i) => time - (times[i] as number))
 
-t.test('defaults: a check that times out, then a re-check that takes almost its limit, still pings in time', async (t) => {
+t.test('defaults: a check that times out, then a re-check that takes almost its limit, still pings in ' +
+  'time', async (t) => {
   for (const timeoutMs of [2000, 9000]) {
     const clock = fakeClock(t)
     const { watchdog, log, pingTimes } = watched(timeoutMs)
@@ -91,7 +94,7 @@ t.test('defaults: a check that times out, then a re-check that takes almost its 
   }
 })
 
-t.test('pingIntervalMs + 2 × healthCheckTimeoutMs must stay below the timeout', async (t) => {
+t.test('pingIntervalMs + 2 × healthCheckTimeoutMs must stay below the timeout', (t) => {
   const { watchdog } = watched(30_000)
   // A check that times out is re-checked at once, and that one may take as long again before the ping.
   t.throws(() => watchdog.start({ pingIntervalMs: 15_000, healthCheckTimeoutMs: 7_500 }), {
@@ -101,6 +104,7 @@ t.test('pingIntervalMs + 2 × healthCheckTimeoutMs must stay below the timeout',
   })
   t.equal(watchdog.start({ pingIntervalMs: 15_000, healthCheckTimeoutMs: 7_000 }), true)
   watchdog.stop()
+  t.end()
 })
 
 t.test('a health check that never settles is not called again while it is pending', async (t) => {
@@ -141,8 +145,11 @@ t.test('a stall just over maxEventLoopDelayMs that began right after the sentine
     await clock.advance(10)
     watchdog.stop()
     const unhealthy = log.filter((line) => line.includes('unhealthy'))
-    if (reported) t.match(unhealthy, [/unhealthy: event loop blocked for \d+ to \d+ ms \(limit 1000 ms\)/], `${stallMs} ms`)
-    else t.same(unhealthy, [], `${stallMs} ms: not reported`)
+    if (reported) {
+      t.match(unhealthy, [/unhealthy: event loop blocked for \d+ to \d+ ms \(limit 1000 ms\)/], `${stallMs} ms`)
+    } else {
+      t.same(unhealthy, [], `${stallMs} ms: not reported`)
+    }
     mock.timers.reset()
   }
 })
@@ -151,7 +158,7 @@ t.test('stop() while a tick reports the status: that tick sends no ping', async 
   const clock = fakeClock(t)
   const { watchdog, log } = watched(1000, {
     // The restored status waits behind a busy queue for 50 ms.
-    async reportHealthy() {
+    async reportHealthy () {
       log.push(`${Date.now()} healthy`)
       await new Promise((resolve) => setTimeout(resolve, 50))
     },
@@ -166,7 +173,7 @@ t.test('stop() while a tick reports the status: that tick sends no ping', async 
   t.same(
     log.filter((line) => line.endsWith('ping') && Number(line.split(' ')[0]) >= stoppedAt),
     [],
-    'no ping after stop()',
+    'no ping after stop()'
   )
 })
 

@@ -4,20 +4,28 @@ import { readFileSync } from 'node:fs'
 import { mock } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { createNotifier, SdNotifyError } from '../src/index.js'
+import { createNotifier, type Notifier, SdNotifyError } from '../src/index.js'
 import { Watchdog, watchdogSettings, type WatchdogHost } from '../src/watchdog.js'
-import { fakeManager } from '@sdnotify/systemd-harness'
+import { type FakeManager, fakeManager } from '../src/testing.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const pings = (texts: string[]) => texts.filter((text) => text === 'WATCHDOG=1').length
 const dist = fileURLToPath(new URL('../dist/esm/index.js', import.meta.url))
+let marks = 0
+/** Every datagram's text once all that `n` sent so far has arrived: a marker sent last has come. */
+async function received (fake: FakeManager, n: Notifier): Promise<string[]> {
+  const mark = String(++marks)
+  await n.send({ extra: { X_MARK: mark } })
+  await fake.waitFor({ X_MARK: mark })
+  return fake.datagrams.map((d) => d.text)
+}
 
 /**
  * A fake clock for the schedule: node:test's MockTimers drive setTimeout, clearTimeout and Date, and
  * performance.now (the watchdog's clock) follows Date. `advance` moves 1 ms at a time and lets the
  * promises of each step settle (setImmediate is left real for that).
  */
-function fakeClock(t: { teardown(fn: () => void): void }) {
+function fakeClock (t: { teardown(fn: () => void): void }) {
   mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 0 })
   performance.now = () => Date.now()
   t.teardown(() => {
@@ -25,7 +33,7 @@ function fakeClock(t: { teardown(fn: () => void): void }) {
     delete (performance as { now?: unknown }).now
   })
   return {
-    async advance(ms: number) {
+    async advance (ms: number) {
       for (let i = 0; i < ms; i++) {
         mock.timers.tick(1)
         await new Promise((resolve) => setImmediate(resolve))
@@ -35,14 +43,14 @@ function fakeClock(t: { teardown(fn: () => void): void }) {
 }
 
 /** A watchdog on a host that records what it was asked to send, and when (fake-clock ms). */
-function recordingWatchdog(timeoutMs: number, pingMs: (call: number) => number = () => 0) {
+function recordingWatchdog (timeoutMs: number, pingMs: (call: number) => number = () => 0) {
   const pingTimes: number[] = []
   const log: string[] = []
   const errors: unknown[] = []
   let inFlight = 0
   let maxInFlight = 0
   const host: WatchdogHost = {
-    async sendPing() {
+    async sendPing () {
       pingTimes.push(Date.now())
       log.push(`${Date.now()} ping`)
       maxInFlight = Math.max(maxInFlight, ++inFlight)
@@ -51,13 +59,15 @@ function recordingWatchdog(timeoutMs: number, pingMs: (call: number) => number =
       inFlight--
       return true
     },
-    async reportUnhealthy(reason) {
+    reportUnhealthy (reason) {
       log.push(`${Date.now()} unhealthy: ${reason}`)
+      return Promise.resolve()
     },
-    async reportHealthy() {
+    reportHealthy () {
       log.push(`${Date.now()} healthy`)
+      return Promise.resolve()
     },
-    onError(error) {
+    onError (error) {
       errors.push(error)
       log.push(`${Date.now()} error: ${(error as Error).message}`)
     },
@@ -68,7 +78,7 @@ function recordingWatchdog(timeoutMs: number, pingMs: (call: number) => number =
 const gaps = (times: number[]) => times.slice(1).map((time, i) => time - (times[i] as number))
 
 t.test('pings at half the timeout while healthy', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '200000' } })
   t.equal(n.watchdog.enabled, true)
@@ -77,58 +87,67 @@ t.test('pings at half the timeout while healthy', async (t) => {
   t.equal(n.watchdog.running, true)
   await sleep(650)
   n.watchdog.stop()
-  const count = pings(fake.messages.map((m) => m.text))
+  const count = pings(await received(fake, n))
   t.ok(count >= 5 && count <= 8, `one ping at once, then one per 100 ms (${count} in 650 ms)`)
   await sleep(250)
-  t.equal(pings(fake.messages.map((m) => m.text)), count, 'no pings after stop()')
+  t.equal(pings(await received(fake, n)), count, 'no pings after stop()')
   await n.close()
 })
 
 t.test('a failing health check stops the pings, reports why, and the status comes back on recovery', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '200000' } })
   await n.status('Serving 3 tenants')
   let healthy = true
   const reasons: string[] = []
-  n.watchdog.start({ healthCheck: () => healthy || Promise.reject(new Error('db down')), onUnhealthy: (r) => reasons.push(r) })
+  n.watchdog.start({
+    healthCheck: () => healthy || Promise.reject(new Error('db down')),
+    onUnhealthy: (r) => reasons.push(r),
+  })
   await sleep(250)
   healthy = false
   await sleep(120)
-  const before = pings(fake.messages.map((m) => m.text))
+  const before = pings(await received(fake, n))
   await sleep(400)
-  t.equal(pings(fake.messages.map((m) => m.text)), before, 'no pings while unhealthy')
+  t.equal(pings(await received(fake, n)), before, 'no pings while unhealthy')
   t.same(reasons, ['health check failed: db down'], 'onUnhealthy once per episode')
-  t.ok(fake.messages.some((m) => m.text === 'STATUS=Unhealthy, watchdog paused: health check failed: db down'))
+  t.ok(fake.datagrams.some((d) => d.text === 'STATUS=Unhealthy, watchdog paused: health check failed: db down'))
   t.equal(n.watchdog.unhealthyReason, 'health check failed: db down')
   healthy = true
   await sleep(250)
-  t.ok(pings(fake.messages.map((m) => m.text)) > before, 'pings again once healthy')
-  t.equal(fake.messages.filter((m) => m.text === 'STATUS=Serving 3 tenants').length, 2, 'the previous status was restored')
+  t.ok(pings(await received(fake, n)) > before, 'pings again once healthy')
+  const restored = fake.datagrams.filter((d) => d.text === 'STATUS=Serving 3 tenants')
+  t.equal(restored.length, 2, 'the previous status was restored')
   t.equal(n.lastStatus, 'Serving 3 tenants')
   n.watchdog.stop()
   await n.close()
 })
 
 t.test('health check results: false and a timeout are unhealthy', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '200000' } })
   const reasons: string[] = []
   n.watchdog.start({ healthCheck: () => false, onUnhealthy: (r) => reasons.push(r), reportStatus: false })
   await sleep(150)
   t.same(reasons, ['health check returned false'])
-  n.watchdog.start({ healthCheck: () => new Promise(() => {}), healthCheckTimeoutMs: 20, onUnhealthy: (r) => reasons.push(r) })
+  n.watchdog.start({
+    healthCheck: () => new Promise(() => {}),
+    healthCheckTimeoutMs: 20,
+    onUnhealthy: (r) => reasons.push(r),
+  })
   await sleep(150)
   t.equal(reasons[1], 'health check timed out after 20 ms')
-  t.equal(pings(fake.messages.map((m) => m.text)), 0)
-  t.notOk(fake.messages.some((m) => m.text.startsWith('STATUS=') && m.text.includes('returned false')), 'reportStatus: false sends no status')
+  t.equal(pings(await received(fake, n)), 0)
+  const reported = fake.datagrams.some((d) => d.text.startsWith('STATUS=') && d.text.includes('returned false'))
+  t.notOk(reported, 'reportStatus: false sends no status')
   n.watchdog.stop()
   await n.close()
 })
 
 t.test('an event-loop stall longer than maxEventLoopDelayMs skips the ping', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '1000000' } })
   const reasons: string[] = []
@@ -145,20 +164,24 @@ t.test('an event-loop stall longer than maxEventLoopDelayMs skips the ping', asy
 })
 
 t.test('trigger() and ping()', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address } })
   t.equal(n.watchdog.enabled, false)
   t.equal(n.watchdog.start(), false, 'no WatchdogSec=: start() does nothing')
   await n.watchdog.ping()
   await n.watchdog.trigger()
-  t.same((await fake.waitFor(2)).map((m) => m.text), ['WATCHDOG=1', 'WATCHDOG=trigger'])
-  t.throws(() => createNotifier({ env: { WATCHDOG_USEC: '1000000' } }).watchdog.start({ pingIntervalMs: 1000 }), { field: 'watchdog.pingIntervalMs', message: /shorter than the watchdog timeout/ })
+  await fake.waitFor({ WATCHDOG: 'trigger' })
+  t.same(fake.datagrams.map((d) => d.text), ['WATCHDOG=1', 'WATCHDOG=trigger'])
+  t.throws(
+    () => createNotifier({ env: { WATCHDOG_USEC: '1000000' } }).watchdog.start({ pingIntervalMs: 1000 }),
+    { field: 'watchdog.pingIntervalMs', message: /shorter than the watchdog timeout/ }
+  )
   await n.close()
 })
 
 t.test('a running watchdog never keeps the process alive', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const script = `import { createNotifier } from ${JSON.stringify(dist)}
     const n = createNotifier(); n.watchdog.start(); await n.ready(); console.log('started')`
@@ -232,12 +255,12 @@ t.test('a health check that throws synchronously is unhealthy; a throwing onUnhe
   t.same(
     errors.map((error) => (error as Error).message),
     ['a bug in onUnhealthy'],
-    'the callback error goes to onError',
+    'the callback error goes to onError'
   )
   t.same(pingTimes, [1, 625, 1000, 1500], 'and the schedule goes on')
 })
 
-t.test('pingIntervalMs + 2 × healthCheckTimeoutMs must be below the watchdog timeout', async (t) => {
+t.test('pingIntervalMs + 2 × healthCheckTimeoutMs must be below the watchdog timeout', (t) => {
   const { watchdog } = recordingWatchdog(30_000)
   const sum = 'watchdog.pingIntervalMs + 2 × watchdog.healthCheckTimeoutMs'
   const message = `sdnotify: option ${sum} must be below the watchdog timeout (30000 ms) by at least 100 ms`
@@ -252,6 +275,7 @@ t.test('pingIntervalMs + 2 × healthCheckTimeoutMs must be below the watchdog ti
   watchdog.stop()
   const tooLong = { field: 'watchdog.pingIntervalMs', message: /shorter than the watchdog timeout/ }
   t.throws(() => watchdog.start({ pingIntervalMs: 30_000 }), tooLong)
+  t.end()
 })
 
 /** Voluntary context switches of a process's main thread: how often it went to sleep, so how often it woke. */
@@ -259,7 +283,7 @@ const wakeups = (pid: number) =>
   Number(/^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))?.[1])
 
 t.test('an idle process with the default watchdog wakes at most a few times a second', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const script = `import { createNotifier } from ${JSON.stringify(dist)}
     const n = createNotifier(); n.watchdog.start(); await n.ready()
@@ -279,12 +303,12 @@ t.test('an idle process with the default watchdog wakes at most a few times a se
   const woke = wakeups(child.pid as number) - before
   // monitorEventLoopDelay at 20 ms woke it ~150 times in 3 s; the sentinel timer wakes it about once a second.
   t.ok(woke <= 15, `${woke} wake-ups in 3 s (at most 15)`)
-  const texts = fake.messages.map((m) => m.text)
+  const texts = fake.datagrams.map((d) => d.text)
   t.ok(texts.includes('READY=1') && texts.includes('WATCHDOG=1'), 'it did start the watchdog and ping')
 })
 
 t.test('a 3 s stall with a 2 s threshold is reported when it ends, and the status comes back', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '30000000' } })
   t.teardown(() => n.close())
@@ -302,20 +326,21 @@ t.test('a 3 s stall with a 2 s threshold is reported when it ends, and the statu
   const delay = Number(/^event loop blocked for (\d+) to \d+ ms \(limit 2000 ms\)$/.exec(reasons[0] ?? '')?.[1])
   // The sentinel runs every 500 ms (a quarter of the threshold): a 3 s stall makes it at least 2.5 s late.
   t.ok(delay >= 2500, `measured ${delay} ms`)
-  t.ok(fake.messages.some((m) => m.text === `STATUS=Unhealthy, watchdog paused: ${reasons[0]}`), 'in STATUS')
-  const pingsBefore = pings(fake.messages.map((m) => m.text))
+  const sent = await received(fake, n)
+  t.ok(sent.includes(`STATUS=Unhealthy, watchdog paused: ${reasons[0]}`), 'in STATUS')
+  const pingsBefore = pings(sent)
   // The re-check 3.75 s after (a quarter of the interval) finds the loop well again.
   const deadline = Date.now() + 10_000
   while (n.watchdog.unhealthyReason !== undefined && Date.now() < deadline) await sleep(50)
   t.equal(n.watchdog.unhealthyReason, undefined, 'healthy again')
   await sleep(100)
-  t.ok(pings(fake.messages.map((m) => m.text)) > pingsBefore, 'and pinging')
-  t.equal(fake.messages.filter((m) => m.text === 'STATUS=Serving').length, 2, 'the status was restored')
+  t.ok(pings(await received(fake, n)) > pingsBefore, 'and pinging')
+  t.equal(fake.datagrams.filter((d) => d.text === 'STATUS=Serving').length, 2, 'the status was restored')
   n.watchdog.stop()
 })
 
 t.test('a health check failing with a multi-line message: a one-line reason, the Unhealthy status sent', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '200000' } })
   const reasons: string[] = []
@@ -325,10 +350,10 @@ t.test('a health check failing with a multi-line message: a one-line reason, the
   n.watchdog.stop()
   t.same(reasons, ['health check failed: db down at Pool.connect (pool.js:1:1)'], 'one line (errorText)')
   t.ok(
-    fake.messages.some(
-      (m) => m.text === 'STATUS=Unhealthy, watchdog paused: health check failed: db down at Pool.connect (pool.js:1:1)',
+    (await received(fake, n)).includes(
+      'STATUS=Unhealthy, watchdog paused: health check failed: db down at Pool.connect (pool.js:1:1)'
     ),
-    'the Unhealthy status was sent',
+    'the Unhealthy status was sent'
   )
   n.watchdog.start({
     healthCheck: () => Promise.reject(new AggregateError([new Error('a'), new Error('b')], 'two checks failed')),
@@ -342,15 +367,13 @@ t.test('a health check failing with a multi-line message: a one-line reason, the
 })
 
 t.test('reportUnhealthy: any reason still gives a valid one-line status', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const n = createNotifier({ env: { NOTIFY_SOCKET: fake.address, WATCHDOG_USEC: '200000' } })
   const host = (n.watchdog as unknown as { host: WatchdogHost }).host
   await host.reportUnhealthy('line one\nline two')
-  t.same(
-    (await fake.waitFor(1)).map((m) => m.text),
-    ['STATUS=Unhealthy, watchdog paused: line one line two'],
-  )
+  await fake.waitFor({ STATUS: /^Unhealthy/ })
+  t.same(fake.datagrams.map((d) => d.text), ['STATUS=Unhealthy, watchdog paused: line one line two'])
   await n.close()
 })
 

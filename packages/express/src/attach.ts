@@ -37,17 +37,17 @@ const attachments = new WeakMap<AnyServer, Attachment>()
 export const listenErrorReports = new WeakMap<AnyServer, Promise<void>>()
 
 /** The attachment of a server made by listen() or attach(). */
-export function attachmentOf(server: AnyServer): Attachment | undefined {
+export function attachmentOf (server: AnyServer): Attachment | undefined {
   return attachments.get(server)
 }
 
-function warn(what: string, error?: unknown): void {
+function warn (what: string, error?: unknown): void {
   const message = error === undefined ? what : `${what}: ${errorText(error)}`
   process.emitWarning(`@sdnotify/express: ${message}`, { code: 'SDNOTIFY_EXPRESS' })
 }
 
 /** Wires `server` to systemd: READY=1 once it listens, ERRNO on a listen error, a graceful close(). */
-export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): Attachment {
+export function attach (server: AnyServer, options: SdNotifyServerOptions = {}): Attachment {
   validateOptions(options, false)
   const existing = attachments.get(server)
   if (existing) return existing
@@ -66,12 +66,12 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
     // once already finds it there. Core's own warnings (no FileDescriptorStoreMax=…) are process warnings.
     if (storeName !== undefined) {
       await storeListeningSocket(notifier, server, storeName, (message) =>
-        process.emitWarning(message, { code: 'SDNOTIFY_FDSTORE' }),
+        process.emitWarning(message, { code: 'SDNOTIFY_FDSTORE' })
       )
     }
     const addresses = [formatAddress(server.address(), protocol)]
     const status = resolveStatus(options.readyStatus, { addresses }, `Listening on ${addresses.join(', ')}`, (error) =>
-      warn('readyStatus failed (sent the default status instead)', error),
+      warn('readyStatus failed (sent the default status instead)', error)
     )
     try {
       await notifier.ready(status)
@@ -87,7 +87,7 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
     }
   }
   if (server.listening) void onReady()
-  else server.once('listening', () => void onReady())
+  else server.once('listening', () => { void onReady() })
 
   // Runs first (prepended), so systemd hears of a listen error before the app does. It must not make an
   // error "handled": with no 'error' listener of the app's own, the error is thrown as Node's emit would
@@ -99,14 +99,14 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
       return
     }
     const report = reportListenError(notifier, error).catch((sendError: unknown) =>
-      warn('reporting the listen error failed', sendError),
+      warn('reporting the listen error failed', sendError)
     )
     listenErrorReports.set(server, report)
     if (!handled) {
       void report.then(() =>
         process.nextTick(() => {
           throw error
-        }),
+        })
       )
     }
   }
@@ -115,12 +115,12 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
   const reload = options.onReload
   const removeReload = reload
     ? onReloadSignal(notifier, () =>
-        runReload(
-          notifier,
-          () => reload(),
-          (message, error) => warn(message, error),
-        ),
+      runReload(
+        notifier,
+        () => reload(),
+        (message, error) => warn(message, error)
       )
+    )
     : undefined
   let removeSignals: (() => void) | undefined
 
@@ -129,7 +129,7 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
     notifier.watchdog.stop()
     removeReload?.()
     const base = resolveStatus(options.stoppingStatus, { signal }, 'Shutting down', (error) =>
-      warn('stoppingStatus failed (sent the default status instead)', error),
+      warn('stoppingStatus failed (sent the default status instead)', error)
     )
     const report = (count: number) => {
       const status = count > 0 ? `${base}: draining ${count} connection${count === 1 ? '' : 's'}` : base
@@ -151,15 +151,16 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
       clearTimeout(timer)
       removeSignals?.()
       server.removeListener('error', onError)
-      if (!options.notifier)
+      if (!options.notifier) {
         await notifier.close().catch((error: unknown) => warn('closing the notifier failed', error))
+      }
     }
   }
 
   const attachment: Attachment = {
     server,
     notifier,
-    get connections() {
+    get connections () {
       return connections.connections
     },
     close: () => (closing ??= drain(undefined)),
@@ -174,7 +175,7 @@ export function attach(server: AnyServer, options: SdNotifyServerOptions = {}): 
     removeSignals = onShutdownSignal(
       signals,
       (signal) => (closing ??= drain(signal)),
-      (message, error) => (error ? warn(message, error) : undefined),
+      (message, error) => (error ? warn(message, error) : undefined)
     )
   }
   return attachment

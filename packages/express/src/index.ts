@@ -11,7 +11,7 @@ export type { Notifier } from '@sdnotify/core'
  * Graceful stop of a server made by listen() or attach(): STOPPING=1, drain, close. For any other server it
  * just closes it.
  */
-export function close(server: AnyServer): Promise<void> {
+export function close (server: AnyServer): Promise<void> {
   const attachment = attachmentOf(server)
   if (attachment) return attachment.close()
   return new Promise((resolve, reject) => server.close((error?: Error) => (error ? reject(error) : resolve())))

@@ -14,20 +14,20 @@ export type ListenCallback = (error?: Error) => void
  * or an options object. A listen error goes to the callback once systemd has been told (ERRNO, STATUS);
  * without a callback it is an unhandled 'error' event, as with app.listen(): the process dies of it.
  */
-export function listen(app: RequestHandler, options: ListenOptions, callback?: ListenCallback): Server
-export function listen(
+export function listen (app: RequestHandler, options: ListenOptions, callback?: ListenCallback): Server
+export function listen (
   app: RequestHandler,
   port?: number | string,
   host?: string | ListenCallback,
   backlog?: number | ListenCallback,
   callback?: ListenCallback,
 ): Server
-export function listen(app: RequestHandler, ...args: unknown[]): Server {
+export function listen (app: RequestHandler, ...args: unknown[]): Server {
   const callbackIndex = args.findIndex((arg) => typeof arg === 'function')
   const callback = callbackIndex >= 0 ? (args[callbackIndex] as ListenCallback) : undefined
   const positional = callbackIndex >= 0 ? args.slice(0, callbackIndex) : args
   const first = positional[0]
-  const options: ListenOptions = first !== null && typeof first === 'object' ? (first as ListenOptions) : {}
+  const options: ListenOptions = first !== null && typeof first === 'object' ? (first) : {}
   validateOptions(options, true)
   const { port, host, backlog, path, socketName, ...serverOptions } = options
 
@@ -66,13 +66,13 @@ export function listen(app: RequestHandler, ...args: unknown[]): Server {
  * otherwise the fd store's (with `fdStore`) when it is still bound where `config` asks, or a .socket unit's
  * (core's passedListenSocket has the rules).
  */
-function passedSocket(options: ListenOptions, config: ListenConfig) {
+function passedSocket (options: ListenOptions, config: ListenConfig) {
   if (options.socketName !== undefined) return findPassedSocket({ name: options.socketName })
   return passedListenSocket({ name: fdStoreName(options.fdStore), config })
 }
 
 /** What app.listen's positional arguments ask for: a port and host, or a unix socket path. */
-function positionalConfig([first, second]: unknown[]): ListenConfig {
+function positionalConfig ([first, second]: unknown[]): ListenConfig {
   if (typeof first === 'string' && Number.isNaN(Number(first))) return { path: first }
   const port = typeof first === 'number' || typeof first === 'string' ? Number(first) : undefined
   return { port, host: typeof second === 'string' ? second : undefined }

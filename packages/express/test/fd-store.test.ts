@@ -9,8 +9,7 @@ import {
   crashOrWedge,
   DEBIAN_ROOT,
   debianRootSkipReason,
-  type FakeManager,
-  fakeManager,
+  fakeManager as harnessFakeManager,
   type Manager,
   readEvents,
   restartableApp,
@@ -21,13 +20,14 @@ import {
   testPort,
   waitForEvents,
 } from '@sdnotify/systemd-harness'
+import { type FakeManager, fakeManager } from '@sdnotify/core/testing'
 import { attach, listen } from '../src/index.js'
 
 const repo = fileURLToPath(new URL('../../..', import.meta.url))
 const fixture = fileURLToPath(new URL('../fixtures/fd-store-app.mjs', import.meta.url))
-const texts = (fake: FakeManager) => fake.messages.map((m) => m.text)
+const texts = (fake: FakeManager) => fake.datagrams.map((d) => d.text)
 
-t.test('fdStore is validated by listen() and attach(): the option and the rule are named', async (t) => {
+t.test('fdStore is validated by listen() and attach(): the option and the rule are named', (t) => {
   const cases: [unknown, string, RegExp][] = [
     // The FDNAME rules themselves are core's (sd_notify(3)): no ':', 1 to 255 characters…
     [{ name: 'a:b' }, 'fdStore.name', /^@sdnotify\/express: option fdStore\.name \S/],
@@ -39,27 +39,37 @@ t.test('fdStore is validated by listen() and attach(): the option and the rule a
     t.throws(() => listen(express(), { port: 0, fdStore } as never), expected, `listen ${JSON.stringify(fdStore)}`)
     t.throws(() => attach(createHttpServer(), { fdStore } as never), expected, `attach ${JSON.stringify(fdStore)}`)
   }
+  t.end()
 })
 
 /** A listening socket of the test's own, to pass to the service as systemd would. */
-async function socketToPass(t: Tap.Test): Promise<{ server: Server; fd: number; port: number }> {
+async function socketToPass (t: TapTest): Promise<{ server: Server; fd: number; port: number }> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve))
   t.teardown(() => server.close())
   const fd = (server as unknown as { _handle: { fd: number } })._handle.fd
   return { server, fd, port: (server.address() as { port: number }).port }
 }
-declare namespace Tap {
-  type Test = { teardown(fn: () => unknown): void }
+/** What these helpers need of tap's test object. */
+type TapTest = { teardown(fn: () => unknown): void }
+
+/** The test kit's fake manager, closed when the test ends. */
+async function kitManager (t: TapTest): Promise<FakeManager> {
+  const fake = await fakeManager()
+  t.teardown(() => fake.close())
+  return fake
 }
 
 /** Runs the fixture beside a fake manager until it listens; `passed` becomes its fd 3. */
-async function service(t: Tap.Test, env: Record<string, string>, passed?: { fd: number; name: string }) {
-  const fake = fakeManager()
-  t.teardown(() => fake.close())
+async function service<Fake extends { address: string }> (
+  t: TapTest,
+  fake: Fake,
+  env: Record<string, string>,
+  passed?: { fd: number; name: string }
+) {
   const log = `${fake.address}.log` // beside the fake socket, in its temporary folder
   const proc = spawnService(fixture, { NOTIFY_SOCKET: fake.address, SDN_LOG: log, ...env }, passed)
-  t.teardown(() => void proc.child.kill('SIGKILL'))
+  t.teardown(() => { proc.child.kill('SIGKILL') })
   const [listening] = await waitForEvents(log, 'listening', 1, 15_000)
   if (!listening) throw new Error(`the fixture did not listen: ${proc.stderr()}`)
   const stop = async () => {
@@ -70,9 +80,13 @@ async function service(t: Tap.Test, env: Record<string, string>, passed?: { fd: 
 }
 
 t.test('fake manager: FDSTORE=1 FDNAME=http with the listening socket, after listening, before READY=1', async (t) => {
-  const { fake, port, stop } = await service(t, { PORT: '0', SDN_FDSTORE: 'true' })
+  // The harness's fake: it keeps the descriptors it receives (the kit closes them), to listen on one here.
+  const fake = harnessFakeManager()
+  t.teardown(() => fake.close())
+  const { port, stop } = await service(t, fake, { PORT: '0', SDN_FDSTORE: 'true' })
   await fake.waitFor(2)
-  t.same(texts(fake), ['FDSTORE=1\nFDNAME=http\nFDPOLL=0', `READY=1\nSTATUS=Listening on http://127.0.0.1:${port}`])
+  const ready = `READY=1\nSTATUS=Listening on http://127.0.0.1:${port}`
+  t.same(fake.messages.map((m) => m.text), ['FDSTORE=1\nFDNAME=http\nFDPOLL=0', ready])
   const [stored] = fake.messages[0]?.fds ?? []
   t.ok(stored !== undefined, 'one descriptor travelled with FDSTORE=1')
   // The descriptor systemd would keep is the server's listening socket: listening on it here shows its port.
@@ -85,12 +99,17 @@ t.test('fake manager: FDSTORE=1 FDNAME=http with the listening socket, after lis
 
 t.test('a passed socket: listened on when it matches, dropped (a process warning) when the port changed', async (t) => {
   const socket = await socketToPass(t)
-  const same = await service(t, { PORT: String(socket.port), SDN_FDSTORE: 'true' }, { fd: socket.fd, name: 'http' })
+  const same = await service(
+    t,
+    await kitManager(t),
+    { PORT: String(socket.port), SDN_FDSTORE: 'true' },
+    { fd: socket.fd, name: 'http' }
+  )
   socket.server.close() // the service holds it now: requests reach only the service
-  await same.fake.waitFor(2)
+  await same.fake.waitFor({ READY: '1' })
   t.equal(same.listening.passed, 'http', 'listens on the stored socket')
   t.equal(same.port, socket.port)
-  t.match(await (await fetch(`http://127.0.0.1:${socket.port}/`)).text(), `served by ${same.listening.pid}`)
+  t.match(await (await fetch(`http://127.0.0.1:${socket.port}/`)).text(), `served by ${String(same.listening.pid)}`)
   const ready = `READY=1\nSTATUS=Listening on http://127.0.0.1:${socket.port}`
   t.same(texts(same.fake).slice(0, 2), ['FDSTORE=1\nFDNAME=http\nFDPOLL=0', ready])
   t.same(readEvents(same.log).filter((e) => e.event === 'warning'), [], 'no warning')
@@ -98,12 +117,17 @@ t.test('a passed socket: listened on when it matches, dropped (a process warning
 
   const stale = await socketToPass(t)
   const moved = testPort()
-  const changed = await service(t, { PORT: String(moved), SDN_FDSTORE: 'true' }, { fd: stale.fd, name: 'http' })
+  const changed = await service(
+    t,
+    await kitManager(t),
+    { PORT: String(moved), SDN_FDSTORE: 'true' },
+    { fd: stale.fd, name: 'http' }
+  )
   t.equal(changed.port, moved, 'the configured port is bound anew')
   const [warning] = readEvents(changed.log).filter((e) => e.event === 'warning')
   const why = `"http" (fd 3) is bound to 127.0.0.1:${stale.port}, the configuration asks for 127.0.0.1:${moved}`
   t.match(warning, { code: 'SDNOTIFY_FDSTORE', message: why }, 'the reason is a process warning')
-  await changed.fake.waitFor(3)
+  await changed.fake.waitFor({ READY: '1' })
   t.same(texts(changed.fake).slice(0, 3), [
     'FDSTOREREMOVE=1\nFDNAME=http',
     'FDSTORE=1\nFDNAME=http\nFDPOLL=0',
@@ -114,9 +138,14 @@ t.test('a passed socket: listened on when it matches, dropped (a process warning
 
 t.test("a .socket unit's socket is used as passed (whatever the port says) and not stored again", async (t) => {
   const socket = await socketToPass(t)
-  const activated = await service(t, { PORT: '1', SDN_FDSTORE: 'true' }, { fd: socket.fd, name: 'web.socket' })
+  const activated = await service(
+    t,
+    await kitManager(t),
+    { PORT: '1', SDN_FDSTORE: 'true' },
+    { fd: socket.fd, name: 'web.socket' }
+  )
   socket.server.close()
-  await activated.fake.waitFor(1)
+  await activated.fake.waitFor({ READY: '1' })
   t.equal(activated.listening.passed, 'web.socket')
   t.equal(activated.port, socket.port)
   t.same(texts(activated.fake), [`READY=1\nSTATUS=Listening on http://127.0.0.1:${socket.port}`], 'no FDSTORE')
@@ -125,12 +154,18 @@ t.test("a .socket unit's socket is used as passed (whatever the port says) and n
 
 t.test('socket activation without koffi (optional): the passed socket is used, as before the fd store', async (t) => {
   const socket = await socketToPass(t)
-  const activated = await service(t, { PORT: '1', SDN_NO_KOFFI: '1' }, { fd: socket.fd, name: 'web.socket' })
+  const activated = await service(
+    t,
+    await kitManager(t),
+    { PORT: '1', SDN_NO_KOFFI: '1' },
+    { fd: socket.fd, name: 'web.socket' }
+  )
   socket.server.close()
   t.equal(activated.listening.passed, 'web.socket')
   t.equal(activated.port, socket.port)
-  t.match(await (await fetch(`http://127.0.0.1:${socket.port}/`)).text(), `served by ${activated.listening.pid}`)
-  await activated.fake.waitFor(1)
+  const servedBy = `served by ${String(activated.listening.pid)}`
+  t.match(await (await fetch(`http://127.0.0.1:${socket.port}/`)).text(), servedBy)
+  await activated.fake.waitFor({ READY: '1' })
   t.same(texts(activated.fake), [`READY=1\nSTATUS=Listening on http://127.0.0.1:${socket.port}`])
   await activated.stop()
 })
@@ -176,8 +211,12 @@ t.test('Express fd store under systemd 252 (non-root, NotifyAccess=main)', { ski
       t.equal(result?.inFlight, 0, `${label}: no request failed in flight`)
     }
     t.equal(props.NFileDescriptorStore, '2', 'systemd holds two descriptors')
-    const passed = listened(both.log).map((e) => `${e.listener ?? 'api'}:${e.passed ?? 'bound'}`)
-    t.same(passed, ['api:bound', 'admin:bound', ...Array(3).fill(['api:http', 'admin:admin']).flat()], 'each its own')
+    const passed = listened(both.log).map((e) => {
+      const listener = (e.listener as string | undefined) ?? 'api'
+      return `${listener}:${(e.passed as string | null) ?? 'bound'}`
+    })
+    const restarts = Array.from({ length: 3 }, () => ['api:http', 'admin:admin']).flat()
+    t.same(passed, ['api:bound', 'admin:bound', ...restarts], 'each its own')
   })
 
   t.test('crash (exit 1) and watchdog restarts under load: no refused connection', async (t) => {

@@ -56,7 +56,7 @@ t.test('Express under systemd 252', { skip }, async (t) => {
       const props = await sd.show(unit)
       t.equal(props.Result, 'success', 'exited cleanly, not killed')
       t.match(await waitForEvent(log, 'exit'), { code: 0 })
-    },
+    }
   )
 
   t.test('socket activation from a .socket unit serves a request; a port-based start still works', async (t) => {
@@ -81,7 +81,7 @@ t.test('Express under systemd 252', { skip }, async (t) => {
     t.ok(readEvents(blocked.log).some((e) => e.event === 'blocking'))
     t.equal(
       (await sd.waitFor(blocked.unit, (p) => p.NRestarts === '1' && p.ActiveState === 'active', 15_000)).NRestarts,
-      '1',
+      '1'
     )
     const ok = await sd.show(healthy.unit)
     t.equal(ok.ActiveState, 'active', 'the healthy one stayed up')

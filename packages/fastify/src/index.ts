@@ -54,11 +54,11 @@ declare module 'fastify' {
 // fastify-plugin plugins, but `register(sdNotify, { logLevel: 'warn' })` must not be an error.
 const REGISTER_OPTIONS = ['logLevel', 'logSerializers', 'prefix']
 
-function invalid(field: string, rule: string): SdNotifyError {
+function invalid (field: string, rule: string): SdNotifyError {
   return new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', `${PACKAGE}: option ${field} ${rule}`, { field, rule })
 }
 
-function validate(options: SdNotifyOptions): void {
+function validate (options: SdNotifyOptions): void {
   validateAdapterOptions(PACKAGE, options, ['readyOn', ...REGISTER_OPTIONS])
   if (options.readyOn !== undefined && options.readyOn !== 'listen' && options.readyOn !== 'ready') {
     throw invalid('readyOn', "must be 'listen' or 'ready'")
@@ -68,6 +68,7 @@ function validate(options: SdNotifyOptions): void {
   }
 }
 
+// eslint-disable-next-line @typescript-eslint/require-await -- Fastify waits for a plugin's promise (no done callback)
 const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, options) => {
   validate(options)
   const notifier = options.notifier ?? createNotifier(options.notifierOptions)
@@ -87,7 +88,7 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
     const addresses = listening.map((address) => formatAddress(address, protocol))
     const fallback = addresses.length > 0 ? `Listening on ${addresses.join(', ')}` : 'Ready'
     const status = resolveStatus(options.readyStatus, { addresses }, fallback, (error) =>
-      fastify.log.error({ err: error }, 'sdnotify: readyStatus failed; sent the default status instead'),
+      fastify.log.error({ err: error }, 'sdnotify: readyStatus failed; sent the default status instead')
     )
     try {
       await notifier.ready(status)
@@ -115,13 +116,13 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
   const onListenError = (error: Error) => {
     server.removeListener('listening', onListening)
     const report = reportListenError(notifier, error).catch((sendError: unknown) =>
-      warn('reporting the listen error failed', sendError),
+      warn('reporting the listen error failed', sendError)
     )
     if (server.listenerCount('error') === 0) {
       void report.then(() =>
         process.nextTick(() => {
           throw error // nobody else listens: unhandled, as Node's emit would have it
-        }),
+        })
       )
     }
   }
@@ -156,7 +157,7 @@ const sdNotifyPlugin: FastifyPluginAsync<SdNotifyOptions> = async (fastify, opti
   fastify.addHook('preClose', async () => {
     removeReload?.() // no reload while stopping
     const base = resolveStatus(options.stoppingStatus, { signal: stopSignal }, 'Shutting down', (error) =>
-      fastify.log.error({ err: error }, 'sdnotify: stoppingStatus failed; sent the default status instead'),
+      fastify.log.error({ err: error }, 'sdnotify: stoppingStatus failed; sent the default status instead')
     )
     const report = (count: number) => {
       const status = count > 0 ? `${base}: draining ${count} connection${count === 1 ? '' : 's'}` : base
@@ -219,9 +220,9 @@ export interface SystemdListenOptions {
  * A stored socket bound elsewhere than `options` asks (the configuration changed) is dropped, removed from
  * the store and the address bound anew (see @sdnotify/core's passedListenSocket for the rules).
  */
-export function systemdListenOptions(
+export function systemdListenOptions (
   options: FastifyListenOptions = { port: 3000 },
-  name?: string | SystemdListenOptions,
+  name?: string | SystemdListenOptions
 ): FastifyListenOptions {
   const { name: socketName, warn } = typeof name === 'string' ? { name, warn: undefined } : (name ?? {})
   // What Fastify would bind: with neither host nor path, 'localhost' (lib/server.js), not every interface.

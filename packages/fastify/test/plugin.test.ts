@@ -5,37 +5,43 @@ import { fileURLToPath } from 'node:url'
 import Fastify from 'fastify'
 import t from 'tap'
 import { createNotifier } from '@sdnotify/core'
-import { fakeManager } from '@sdnotify/systemd-harness'
+import { type FakeManager, fakeManager } from '@sdnotify/core/testing'
 import sdNotify, { sdNotify as named, systemdListenOptions } from '../src/index.js'
 
 const dist = fileURLToPath(new URL('../dist/esm/index.js', import.meta.url))
 const distCjs = fileURLToPath(new URL('../dist/cjs/index.js', import.meta.url))
-const texts = (messages: { text: string }[]) => messages.map((m) => m.text)
+const texts = (messages: readonly { text: string }[]) => messages.map((m) => m.text)
+/** Every datagram received, once there are at least `count`. */
+async function received (fake: FakeManager, count: number) {
+  await fake.waitFor(() => fake.datagrams.length >= count)
+  return fake.datagrams
+}
 
 t.test('READY=1 with the address once listening; STOPPING=1 when close begins', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const app = Fastify()
   await app.register(sdNotify, { notifierOptions: { env: { NOTIFY_SOCKET: fake.address } } })
   t.equal(typeof app.sdNotify.status, 'function', 'fastify.sdNotify is the notifier')
   await app.ready()
-  t.same(fake.messages, [], 'nothing before listen')
+  t.same(fake.datagrams, [], 'nothing before listen')
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as { port: number }).port
-  t.same(texts(await fake.waitFor(1)), [`READY=1\nSTATUS=Listening on http://127.0.0.1:${port}`])
+  t.same(texts(await received(fake, 1)), [`READY=1\nSTATUS=Listening on http://127.0.0.1:${port}`])
   await app.sdNotify.status('3 requests in flight')
   await app.close()
-  t.same(texts(await fake.waitFor(3)).slice(1), ['STATUS=3 requests in flight', 'STOPPING=1\nSTATUS=Shutting down'])
+  t.same(texts(await received(fake, 3)).slice(1), ['STATUS=3 requests in flight', 'STOPPING=1\nSTATUS=Shutting down'])
 })
 
 t.test('named export and readyOn: ready (no listen)', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   t.equal(named, sdNotify)
   const app = Fastify()
-  await app.register(named, { readyOn: 'ready', readyStatus: () => 'Worker ready', notifierOptions: { env: { NOTIFY_SOCKET: fake.address } } })
+  await app.register(named,
+    { readyOn: 'ready', readyStatus: () => 'Worker ready', notifierOptions: { env: { NOTIFY_SOCKET: fake.address } } })
   await app.ready()
-  t.same(texts(await fake.waitFor(1)), ['READY=1\nSTATUS=Worker ready'])
+  t.same(texts(await received(fake, 1)), ['READY=1\nSTATUS=Worker ready'])
   await app.close()
 })
 
@@ -50,12 +56,13 @@ t.test('options are validated at registration, naming the option', async (t) => 
   ]
   for (const [options, message] of cases) {
     const app = Fastify()
-    await t.rejects(async () => app.register(sdNotify, options as never).ready(), { code: 'ERR_SDNOTIFY_INVALID_OPTION', message })
+    await t.rejects(async () => app.register(sdNotify, options as never).ready(),
+      { code: 'ERR_SDNOTIFY_INVALID_OPTION', message })
   }
 })
 
 t.test('the watchdog starts after READY and gets the fastify instance in healthCheck', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const app = Fastify()
   let seen: unknown
@@ -64,9 +71,9 @@ t.test('the watchdog starts after READY and gets the fastify instance in healthC
     watchdog: { healthCheck: (instance) => (seen = instance) },
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
-  await fake.waitFor(3)
-  t.match(fake.messages[0]?.text, /^READY=1/)
-  t.equal(fake.messages[1]?.text, 'WATCHDOG=1')
+  await received(fake, 3)
+  t.match(fake.datagrams[0]?.text, /^READY=1/)
+  t.equal(fake.datagrams[1]?.text, 'WATCHDOG=1')
   t.equal(seen, app)
   t.equal(app.sdNotify.watchdog.running, true)
   await app.close()
@@ -74,7 +81,7 @@ t.test('the watchdog starts after READY and gets the fastify instance in healthC
 })
 
 t.test('SIGHUP reload: RELOADING=1, the handler, READY=1; a failing handler reports and keeps serving', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const listenersBefore = process.listenerCount('SIGHUP') // tap's own signal-exit listens too
   const app = Fastify()
@@ -82,20 +89,21 @@ t.test('SIGHUP reload: RELOADING=1, the handler, READY=1; a failing handler repo
   let fail = false
   await app.register(sdNotify, {
     notifierOptions: { env: { NOTIFY_SOCKET: fake.address } },
+    // eslint-disable-next-line @typescript-eslint/require-await -- async: the throw must be a rejection
     onReload: async () => {
       reloads++
       if (fail) throw Object.assign(new Error('config.json: unexpected token'), { code: 'EINVAL' })
     },
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
-  await fake.waitFor(1)
+  await received(fake, 1)
   process.kill(process.pid, 'SIGHUP')
-  const messages = texts(await fake.waitFor(3))
+  const messages = texts(await received(fake, 3))
   t.match(messages[1], /^RELOADING=1\nMONOTONIC_USEC=\d+$/)
   t.match(messages[2], /^READY=1\nSTATUS=Listening on http:\/\/127\.0\.0\.1:\d+$/, 'the previous status is restored')
   fail = true
   process.kill(process.pid, 'SIGHUP')
-  const after = texts(await fake.waitFor(5))
+  const after = texts(await received(fake, 5))
   t.equal(after[4], 'READY=1\nSTATUS=Reload failed: config.json: unexpected token\nERRNO=22')
   t.equal(reloads, 2)
   t.equal((await app.inject('/')).statusCode, 404, 'still serving')
@@ -104,7 +112,7 @@ t.test('SIGHUP reload: RELOADING=1, the handler, READY=1; a failing handler repo
 })
 
 t.test('a failed listen is reported (ERRNO, STATUS) even when the app exits at once', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const blocker = createServer()
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
@@ -121,16 +129,20 @@ t.test('a failed listen is reported (ERRNO, STATUS) even when the app exits at o
       console.log(error.code)
       process.exit(1)
     }`
-  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, NOTIFY_SOCKET: fake.address }, encoding: 'utf8', cwd: fileURLToPath(new URL('..', import.meta.url)) })
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, NOTIFY_SOCKET: fake.address },
+    encoding: 'utf8',
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+  })
   t.equal(run.status, 1, run.stderr)
   t.equal(run.stdout.trim(), 'EADDRINUSE', 'the error reaches the app as Fastify delivers it')
   const expected = [`STATUS=Failed to listen: listen EADDRINUSE: address already in use 127.0.0.1:${port}\nERRNO=98`]
-  t.same(texts(await fake.waitFor(1)), expected)
+  t.same(texts(await received(fake, 1)), expected)
   await new Promise((resolve) => setTimeout(resolve, 100)) // let the fake manager read anything sent later
-  t.same(texts(fake.messages), expected, 'sent once')
+  t.same(texts(fake.datagrams), expected, 'sent once')
 })
 
-t.test('inject() without NOTIFY_SOCKET works and loads no native module', async (t) => {
+t.test('inject() without NOTIFY_SOCKET works and loads no native module', (t) => {
   const script = `
     import Fastify from 'fastify'
     import sdNotify from ${JSON.stringify(dist)}
@@ -143,19 +155,26 @@ t.test('inject() without NOTIFY_SOCKET works and loads no native module', async 
     console.log(JSON.stringify({ body: res.body, native }))`
   const env = { ...process.env }
   delete env.NOTIFY_SOCKET
-  const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8', cwd: fileURLToPath(new URL('..', import.meta.url)) }))
+  const cwd = fileURLToPath(new URL('..', import.meta.url))
+  const stdout = execFileSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8', cwd })
+  const out = JSON.parse(stdout) as unknown
   t.same(out, { body: 'ok', native: [] })
+  t.end()
 })
 
-t.test('CommonJS: require() gives the plugin as default and named export', async (t) => {
-  const out = execFileSync(process.execPath, ['-e', `const m = require(${JSON.stringify(distCjs)}); console.log(typeof m.default, m.default === m.sdNotify, typeof m.systemdListenOptions)`], { encoding: 'utf8' })
+t.test('CommonJS: require() gives the plugin as default and named export', (t) => {
+  const script = `const m = require(${JSON.stringify(distCjs)})
+console.log(typeof m.default, m.default === m.sdNotify, typeof m.systemdListenOptions)`
+  const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' })
   t.equal(out.trim(), 'function true function')
+  t.end()
 })
 
-t.test('systemdListenOptions: the passed socket, or the fallback', async (t) => {
+t.test('systemdListenOptions: the passed socket, or the fallback', (t) => {
   t.same(systemdListenOptions({ port: 8080 }), { port: 8080 })
   const notifier = createNotifier({ env: {} })
   t.equal(notifier.enabled, false)
+  t.end()
 })
 
 t.test('a response sent while closing ends its keep-alive connection, so close() finishes', async (t) => {
@@ -170,7 +189,7 @@ t.test('a response sent while closing ends its keep-alive connection, so close()
   })
   let closing: () => void = () => {}
   const closeBegan = new Promise<void>((resolve) => (closing = resolve))
-  app.addHook('preClose', async () => closing()) // runs after the plugin's own preClose
+  app.addHook('preClose', () => Promise.resolve(closing())) // runs after the plugin's own preClose
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as { port: number }).port
   const response = fetch(`http://127.0.0.1:${port}/slow`)
@@ -192,13 +211,13 @@ t.test('a response sent while closing ends its keep-alive connection, so close()
 })
 
 t.test('Fastify register options (logLevel, prefix, logSerializers) are accepted and left to Fastify', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const app = Fastify()
   const env = { NOTIFY_SOCKET: fake.address }
   await app.register(sdNotify, { logLevel: 'warn', prefix: '/api', logSerializers: {}, notifierOptions: { env } })
   await app.listen({ port: 0, host: '127.0.0.1' })
-  t.match(texts(await fake.waitFor(1))[0], /^READY=1\n/)
+  t.match(texts(await received(fake, 1))[0], /^READY=1\n/)
   await app.close()
 })
 
@@ -212,10 +231,11 @@ t.test('onReload installs a SIGHUP handler only under systemd ($NOTIFY_SOCKET se
 })
 
 t.test('a readyStatus callback that throws: READY=1 with the default status, the error logged', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const logs: { level: number; msg: string; err?: { message: string } }[] = []
-  const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => logs.push(JSON.parse(line)) } } })
+  const write = (line: string) => logs.push(JSON.parse(line) as (typeof logs)[number])
+  const app = Fastify({ logger: { level: 'warn', stream: { write } } })
   await app.register(sdNotify, {
     notifierOptions: { env: { NOTIFY_SOCKET: fake.address } },
     readyStatus: () => {
@@ -224,42 +244,40 @@ t.test('a readyStatus callback that throws: READY=1 with the default status, the
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as { port: number }).port
-  t.same(texts(await fake.waitFor(1)), [`READY=1\nSTATUS=Listening on http://127.0.0.1:${port}`])
+  t.same(texts(await received(fake, 1)), [`READY=1\nSTATUS=Listening on http://127.0.0.1:${port}`])
   t.ok(logs.some((l) => l.err?.message === 'status template broken'), 'the error is logged')
   await app.close()
 })
 
 t.test('readyStatus gets ReadyInfo; a string is used as is; text is made a single line', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const env = { NOTIFY_SOCKET: fake.address }
   const one = Fastify()
   await one.register(sdNotify, { notifierOptions: { env }, readyStatus: ({ addresses }) => `up\n${addresses.length}` })
   await one.listen({ port: 0, host: '127.0.0.1' })
-  t.same(texts(await fake.waitFor(1)), ['READY=1\nSTATUS=up 1'])
+  t.same(texts(await received(fake, 1)), ['READY=1\nSTATUS=up 1'])
   await one.close()
   const two = Fastify()
   const stoppingStatus = ({ signal }: { signal: string | undefined }) => `bye ${signal}`
   await two.register(sdNotify, { notifierOptions: { env }, readyStatus: 'Serving', stoppingStatus })
   await two.listen({ port: 0, host: '127.0.0.1' })
   await two.close()
-  t.same(texts(await fake.waitFor(4)).slice(2), ['READY=1\nSTATUS=Serving', 'STOPPING=1\nSTATUS=bye undefined'])
+  t.same(texts(await received(fake, 4)).slice(2), ['READY=1\nSTATUS=Serving', 'STOPPING=1\nSTATUS=bye undefined'])
 })
 
 t.test('a reload failing with a multi-line message: READY=1, ERRNO and a single-line status', async (t) => {
-  const fake = fakeManager()
+  const fake = await fakeManager()
   t.teardown(() => fake.close())
   const app = Fastify({ logger: false })
   await app.register(sdNotify, {
     notifierOptions: { env: { NOTIFY_SOCKET: fake.address } },
-    onReload: async () => {
-      throw new Error('bad config\n  at line 3')
-    },
+    onReload: () => Promise.reject(new Error('bad config\n  at line 3')),
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
-  await fake.waitFor(1)
+  await received(fake, 1)
   process.kill(process.pid, 'SIGHUP')
-  const messages = texts(await fake.waitFor(3))
+  const messages = texts(await received(fake, 3))
   t.match(messages[1], /^RELOADING=1\n/)
   t.match(messages[2], /^READY=1\nSTATUS=Reload failed: bad config at line 3\nERRNO=\d+$/)
   await app.close()
@@ -292,7 +310,7 @@ t.test('HTTP/2: responses sent while closing carry no connection header (no Unsu
   })
   let closing: () => void = () => {}
   const closeBegan = new Promise<void>((resolve) => (closing = resolve))
-  app.addHook('preClose', async () => closing()) // runs after the plugin's own preClose
+  app.addHook('preClose', () => Promise.resolve(closing())) // runs after the plugin's own preClose
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as { port: number }).port
   const client = http2.connect(`http://127.0.0.1:${port}`)
@@ -323,7 +341,7 @@ t.test('HTTP/2: responses sent while closing carry no connection header (no Unsu
 t.test('HTTP/2: close() ends client sessions with a GOAWAY: it does not wait for the client to leave', async (t) => {
   const app = Fastify({ http2: true })
   await app.register(sdNotify, { notifierOptions: { env: {} } })
-  app.get('/', async () => 'hello')
+  app.get('/', () => Promise.resolve('hello'))
   await app.listen({ port: 0, host: '127.0.0.1' })
   const port = (app.server.address() as { port: number }).port
   const client = http2.connect(`http://127.0.0.1:${port}`)
@@ -357,7 +375,7 @@ t.test('shutdownTimeoutMs: a request still running then has its connection close
   const port = (app.server.address() as { port: number }).port
   const response = fetch(`http://127.0.0.1:${port}/hang`).then(
     () => 'answered',
-    (error: { cause?: { code?: string } }) => error.cause?.code ?? 'failed',
+    (error: { cause?: { code?: string } }) => error.cause?.code ?? 'failed'
   )
   await running
   await app.close()

@@ -22,7 +22,8 @@ const example = fileURLToPath(new URL('../../../examples/fastify/app.mjs', impor
 const skip = systemdSkipReason()
 if (skip) t.comment(`skipping real-systemd tests: ${skip}`)
 
-const app = (sd: Manager, env: Record<string, string> = {}, lines: string[] = []) => sd.notifyApp(fixture, env, lines, 'fastify')
+const app = (sd: Manager, env: Record<string, string> = {}, lines: string[] = []) => sd.notifyApp(fixture, env, lines,
+  'fastify')
 
 t.test('Fastify under systemd 252', { skip }, async (t) => {
   const sd = await startManager()
@@ -92,7 +93,8 @@ t.test('Fastify under systemd 252', { skip }, async (t) => {
   t.test('socket activation from a .socket unit serves a request', async (t) => {
     const port = testPort()
     sd.writeUnit('fastify-web.socket', ['[Socket]', `ListenStream=127.0.0.1:${port}`, ''].join('\n'))
-    await sd.writeService('fastify-web', fixture, [], { service: ['Type=notify', `Environment=SDN_LOG=${sd.scratch}/web.log PORT=1`] })
+    await sd.writeService('fastify-web', fixture, [],
+      { service: ['Type=notify', `Environment=SDN_LOG=${sd.scratch}/web.log PORT=1`] })
     t.equal((await sd.systemctl(['start', 'fastify-web.socket'])).code, 0)
     const response = await fetch(`http://127.0.0.1:${port}/`)
     t.equal(await response.text(), 'hello')
@@ -103,11 +105,14 @@ t.test('Fastify under systemd 252', { skip }, async (t) => {
 
   t.test('examples/fastify runs as documented', async (t) => {
     const port = testPort()
-    await sd.writeService('fastify-example', example, [], { service: ['Type=notify', `Environment=PORT=${port}`, 'WatchdogSec=10s'] })
+    await sd.writeService('fastify-example', example, [],
+      { service: ['Type=notify', `Environment=PORT=${port}`, 'WatchdogSec=10s'] })
     t.equal((await sd.systemctl(['start', 'fastify-example.service'])).code, 0)
     t.equal((await sd.show('fastify-example.service')).StatusText, `Listening on http://127.0.0.1:${port}`)
     t.same(await (await fetch(`http://127.0.0.1:${port}/`)).json(), { hello: 'world' })
-    t.match((await sd.waitFor('fastify-example.service', (p) => (p.StatusText ?? '').startsWith('Last request'), 3000)).StatusText, /^Last request at /)
+    const lastRequest = (p: Record<string, string>) => (p.StatusText ?? '').startsWith('Last request')
+    const served = await sd.waitFor('fastify-example.service', lastRequest, 3000)
+    t.match(served.StatusText, /^Last request at /)
     t.equal((await sd.systemctl(['stop', 'fastify-example.service'])).code, 0)
   })
 })

@@ -6,7 +6,7 @@ export interface ServiceEvent {
   [key: string]: unknown
 }
 
-export function readEvents(file: string): ServiceEvent[] {
+export function readEvents (file: string): ServiceEvent[] {
   try {
     return readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as ServiceEvent)
   } catch {
@@ -14,8 +14,11 @@ export function readEvents(file: string): ServiceEvent[] {
   }
 }
 
-/** The `name` events once there are `count` of them (or the timeout passed): systemd may act on a message before the service has logged it. */
-export async function waitForEvents(file: string, name: string, count = 1, timeoutMs = 5000): Promise<ServiceEvent[]> {
+/**
+ * The `name` events once there are `count` of them (or the timeout passed): systemd may act on a message before
+ * the service has logged it.
+ */
+export async function waitForEvents (file: string, name: string, count = 1, timeoutMs = 5000): Promise<ServiceEvent[]> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     const found = readEvents(file).filter((e) => e.event === name)
@@ -25,6 +28,6 @@ export async function waitForEvents(file: string, name: string, count = 1, timeo
 }
 
 /** The first `name` event, waiting for it. */
-export async function waitForEvent(file: string, name: string, timeoutMs = 5000): Promise<ServiceEvent | undefined> {
+export async function waitForEvent (file: string, name: string, timeoutMs = 5000): Promise<ServiceEvent | undefined> {
   return (await waitForEvents(file, name, 1, timeoutMs))[0]
 }

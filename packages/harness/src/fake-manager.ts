@@ -21,7 +21,7 @@ const bind = libc.func('int bind(int, const void *, uint32_t)')
 const recvmsg = libc.func('intptr_t recvmsg(int, _Inout_ fm_msghdr *, int)')
 const close = libc.func('int close(int)')
 /** struct sockaddr_un for a path or an @abstract name (kept apart from @sdnotify/core, which tests against it). */
-function sockaddrUn(address: string): Buffer {
+function sockaddrUn (address: string): Buffer {
   const name = Buffer.from(address)
   const abstract = address.startsWith('@')
   const buf = Buffer.alloc(2 + name.length + (abstract ? 0 : 1))
@@ -52,9 +52,11 @@ export interface FakeManager {
   closeFd(fd: number): void
 }
 
-export function fakeManager(options: { abstract?: boolean } = {}): FakeManager {
+export function fakeManager (options: { abstract?: boolean } = {}): FakeManager {
   const dir = mkdtempSync(join(tmpdir(), 'sdnotify-fake-'))
-  const address = options.abstract ? `@sdnotify-fake-${process.pid}-${Math.random().toString(36).slice(2)}` : join(dir, 'notify')
+  const address = options.abstract
+    ? `@sdnotify-fake-${process.pid}-${Math.random().toString(36).slice(2)}`
+    : join(dir, 'notify')
   const fd = socket(1, 2 | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) as number
   const sockaddr = sockaddrUn(address)
   if (bind(fd, sockaddr, sockaddr.length) !== 0) throw new Error(`bind failed: errno ${koffi.errno()}`)
@@ -65,7 +67,15 @@ export function fakeManager(options: { abstract?: boolean } = {}): FakeManager {
     for (;;) {
       const data = Buffer.alloc(8192)
       const control = Buffer.alloc(256)
-      const msg = { msg_name: null, msg_namelen: 0, msg_iov: [{ iov_base: data, iov_len: data.length }], msg_iovlen: 1, msg_control: control, msg_controllen: control.length, msg_flags: 0 }
+      const msg = {
+        msg_name: null,
+        msg_namelen: 0,
+        msg_iov: [{ iov_base: data, iov_len: data.length }],
+        msg_iovlen: 1,
+        msg_control: control,
+        msg_controllen: control.length,
+        msg_flags: 0,
+      }
       const n = Number(recvmsg(fd, msg, 0x40))
       if (n < 0) return
       const fds: number[] = []
@@ -73,7 +83,9 @@ export function fakeManager(options: { abstract?: boolean } = {}): FakeManager {
       const controlLength = Number(msg.msg_controllen)
       if (controlLength >= 16) {
         const length = Number(control.readBigUInt64LE(0))
-        if (control.readInt32LE(8) === 1 && control.readInt32LE(12) === 1) for (let off = 16; off < length; off += 4) fds.push(control.readInt32LE(off))
+        if (control.readInt32LE(8) === 1 && control.readInt32LE(12) === 1) {
+          for (let off = 16; off < length; off += 4) fds.push(control.readInt32LE(off))
+        }
       }
       messages.push({ text: data.subarray(0, n).toString('utf8'), fds })
     }
@@ -84,19 +96,21 @@ export function fakeManager(options: { abstract?: boolean } = {}): FakeManager {
     messages,
     pause: () => (paused = true),
     resume: () => (paused = false),
-    async waitFor(count, timeoutMs = 10_000) {
+    async waitFor (count, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs
       while (messages.length < count) {
-        if (Date.now() > deadline) throw new Error(`fake manager: ${messages.length} of ${count} messages after ${timeoutMs} ms`)
+        if (Date.now() > deadline) {
+          throw new Error(`fake manager: ${messages.length} of ${count} messages after ${timeoutMs} ms`)
+        }
         await new Promise((resolve) => setTimeout(resolve, 2))
       }
       return messages
     },
-    close() {
+    close () {
       clearInterval(timer)
       close(fd)
       rmSync(dir, { recursive: true, force: true })
     },
-    closeFd: (n) => void close(n),
+    closeFd: (n) => { close(n) },
   }
 }

@@ -21,7 +21,7 @@ const CONFIG = ['[Journal]', 'Storage=volatile', 'RateLimitIntervalSec=0', 'Forw
   .join('\n')
 
 /** Why a real journald cannot run here, or undefined. */
-export function journaldSkipReason(): string | undefined {
+export function journaldSkipReason (): string | undefined {
   if (process.platform !== 'linux') return 'needs Linux'
   if (process.getuid?.() !== 0) return 'needs root (it creates a cgroup and a mount namespace for a private journald)'
   if (!existsSync(JOURNALD)) return `no ${JOURNALD}`
@@ -50,7 +50,7 @@ export class Journald {
   private readonly log: string[]
   private stopped = false
 
-  constructor(child: ChildProcess, cgroup: string, log: string[]) {
+  constructor (child: ChildProcess, cgroup: string, log: string[]) {
     this.child = child
     this.pid = child.pid as number
     this.cgroup = cgroup
@@ -58,17 +58,17 @@ export class Journald {
   }
 
   /** A path inside journald's namespace, reachable from the test process. */
-  path(inside: string): string {
+  path (inside: string): string {
     return `/proc/${this.pid}/root${inside}`
   }
 
   /** The native socket, as the test process reaches it (pass it as the `socket` option). */
-  get socket(): string {
+  get socket (): string {
     return this.path('/run/systemd/journal/socket')
   }
 
   /** What journald printed. */
-  output(): string {
+  output (): string {
     return this.log.join('')
   }
 
@@ -77,7 +77,7 @@ export class Journald {
    * the namespace, with `--all` (otherwise a value over 4096 bytes prints as null). `fields` limits the output
    * (`--output-fields`), which keeps large reads fast.
    */
-  async entries(matches: string[] = [], fields?: string[]): Promise<JournalEntry[]> {
+  async entries (matches: string[] = [], fields?: string[]): Promise<JournalEntry[]> {
     const args = ['-t', String(this.pid), '-m', '-r', '--']
     args.push('journalctl', '-D', '/run/log/journal', '-o', 'json', '--all', '--no-pager')
     if (fields) args.push(`--output-fields=${fields.join(',')}`)
@@ -96,11 +96,11 @@ export class Journald {
   }
 
   /** Polls entries() until `count` match (journald stores an entry microseconds after reading it). */
-  async waitForEntries(
+  async waitForEntries (
     matches: string[],
     count: number,
     timeoutMs = 20_000,
-    fields?: string[],
+    fields?: string[]
   ): Promise<JournalEntry[]> {
     const deadline = Date.now() + timeoutMs
     let found = await this.entries(matches, fields)
@@ -111,7 +111,7 @@ export class Journald {
     return found
   }
 
-  async stop(): Promise<void> {
+  async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
     live.delete(this)
@@ -136,12 +136,12 @@ process.once('exit', () => {
   }
 })
 
-function quote(arg: string): string {
-  return `'${arg.replace(/'/g, `'\\''`)}'`
+function quote (arg: string): string {
+  return `'${arg.replace(/'/g, '\'\\\'\'')}'`
 }
 
 /** Starts a private systemd-journald (see the module comment). Call `stop()` when done, even on failure. */
-export async function startJournald(options: JournaldOptions = {}): Promise<Journald> {
+export async function startJournald (options: JournaldOptions = {}): Promise<Journald> {
   const reason = journaldSkipReason()
   if (reason) throw new Error(`cannot start journald: ${reason}`)
   const cgroup = `sdnotify-journald-${process.pid}-${Math.random().toString(36).slice(2, 8)}`

@@ -33,7 +33,7 @@ export interface Load {
   stop(): Promise<LoadResult>
 }
 
-export function startLoad(options: LoadOptions): Load {
+export function startLoad (options: LoadOptions): Load {
   const result: LoadResult = { ok: 0, refused: 0, inFlight: 0, errors: {}, maxLatencyMs: 0, durationMs: 0 }
   const started = Date.now()
   let running = true
@@ -44,7 +44,8 @@ export function startLoad(options: LoadOptions): Load {
     new Promise<void>((resolve) => {
       const begin = performance.now()
       let connected = false
-      const req = request({ host: options.host ?? '127.0.0.1', port: options.port, path: options.path ?? '/', agent: false })
+      const host = options.host ?? '127.0.0.1'
+      const req = request({ host, port: options.port, path: options.path ?? '/', agent: false })
       req.setTimeout(30_000, () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })))
       req.on('socket', (socket) => socket.once('connect', () => (connected = true)))
       req.on('response', (res) => {
@@ -72,14 +73,15 @@ export function startLoad(options: LoadOptions): Load {
     })
 
   const loop = async () => {
+    // eslint-disable-next-line no-unmodified-loop-condition -- stop() and the safety timer clear it during the await
     while (running) await once()
   }
   const loops = Array.from({ length: options.clients ?? 4 }, loop)
   return {
-    get total() {
+    get total () {
       return result.ok + result.refused + result.inFlight
     },
-    async stop() {
+    async stop () {
       running = false
       await Promise.all(loops)
       clearTimeout(safety)

@@ -5,9 +5,19 @@
 //   (for newer systemd). We drive it from outside: `nsenter --mount --root` for systemctl, and
 //   /proc/<pid>/root/… for files, so the calling process never changes namespace.
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { testPort } from './net.js'
 
 const HIERARCHIES = ['systemd', 'unified', 'memory', 'pids', 'cpu']
@@ -40,7 +50,7 @@ export interface ServiceRuntime {
 let probed: ServiceRuntime | undefined
 
 /** Probes SERVICE_RUNTIME once (it must run here); this process's own versions when it is this node. */
-export function serviceRuntime(): ServiceRuntime {
+export function serviceRuntime (): ServiceRuntime {
   if (probed) return probed
   if (SERVICE_RUNTIME === process.execPath) {
     probed = { path: SERVICE_RUNTIME, modules: process.versions.modules, node: process.versions.node }
@@ -59,33 +69,45 @@ export function serviceRuntime(): ServiceRuntime {
  * Why a native addon built for this node (unix-dgram, compiled by node-gyp at install) cannot load in
  * SERVICE_RUNTIME, or undefined when it can: both must have the same `process.versions.modules` (Bun has its own).
  */
-export function serviceAddonSkipReason(): string | undefined {
+export function serviceAddonSkipReason (): string | undefined {
   const { modules, path } = serviceRuntime()
   if (modules === process.versions.modules) return undefined
-  return `native addons are built for ABI ${process.versions.modules} (node ${process.version}), ${path} has ABI ${modules}`
+  const ours = `ABI ${process.versions.modules} (node ${process.version})`
+  return `native addons are built for ${ours}, ${path} has ABI ${modules}`
 }
 
-/** `reason`, naming the Bun version, when SERVICE_RUNTIME is Bun (for a test of something Bun lacks); else undefined. */
-export function bunSkipReason(reason: string): string | undefined {
+/**
+ * `reason`, naming the Bun version, when SERVICE_RUNTIME is Bun (for a test of something Bun lacks); else undefined.
+ */
+export function bunSkipReason (reason: string): string | undefined {
   const { bun } = serviceRuntime()
   return bun ? `not applicable on Bun ${bun}: ${reason}` : undefined
 }
 
 /** Why the systemd tests cannot run here, or undefined when they can. */
-export function systemdSkipReason(options: { root?: string } = {}): string | undefined {
+export function systemdSkipReason (options: { root?: string } = {}): string | undefined {
   if (process.platform !== 'linux') return 'needs Linux'
-  if (process.getuid?.() !== 0) return 'needs root (it creates cgroups and a mount namespace for a private systemd manager)'
+  if (process.getuid?.() !== 0) {
+    return 'needs root (it creates cgroups and a mount namespace for a private systemd manager)'
+  }
   const root = options.root ?? '/'
   if (!existsSync(join(root, 'lib/systemd/systemd'))) return `no systemd at ${join(root, 'lib/systemd/systemd')}`
-  for (const tool of ['/usr/bin/unshare', '/usr/bin/nsenter', '/usr/bin/setpriv']) if (!existsSync(tool)) return `${tool} is missing (util-linux)`
-  if (!existsSync('/sys/fs/cgroup/systemd') && !existsSync('/sys/fs/cgroup/cgroup.controllers')) return 'no cgroup hierarchy for systemd'
+  for (const tool of ['/usr/bin/unshare', '/usr/bin/nsenter', '/usr/bin/setpriv']) {
+    if (!existsSync(tool)) return `${tool} is missing (util-linux)`
+  }
+  if (!existsSync('/sys/fs/cgroup/systemd') && !existsSync('/sys/fs/cgroup/cgroup.controllers')) {
+    return 'no cgroup hierarchy for systemd'
+  }
   return undefined
 }
 
-function run(command: string, args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+interface RunResult { code: number; stdout: string; stderr: string }
+
+function run (command: string, args: string[], timeoutMs = 60_000): Promise<RunResult> {
   return new Promise((resolve) => {
     execFile(command, args, { timeout: timeoutMs, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-      const code = error ? (typeof (error as { code?: unknown }).code === 'number' ? ((error as { code: number }).code) : 1) : 0
+      let code = 0
+      if (error) code = typeof (error as { code?: unknown }).code === 'number' ? (error as { code: number }).code : 1
       resolve({ code, stdout: String(stdout), stderr: String(stderr) })
     })
   })
@@ -115,7 +137,15 @@ export class Manager {
   private readonly log: string[]
   private stopped = false
 
-  constructor(init: { child: ChildProcess; root: string; cgroup: string; scratch: string; log: string[]; version: number; node: string }) {
+  constructor (init: {
+    child: ChildProcess
+    root: string
+    cgroup: string
+    scratch: string
+    log: string[]
+    version: number
+    node: string
+  }) {
     this.child = init.child
     this.pid = init.child.pid as number
     this.root = init.root
@@ -127,27 +157,38 @@ export class Manager {
   }
 
   /** A path inside the manager's view (its /run is private). */
-  path(inside: string): string {
+  path (inside: string): string {
     return `/proc/${this.pid}/root${inside}`
   }
 
-  get notifySocket(): string {
+  get notifySocket (): string {
     return `${RUNTIME_DIR}/systemd/notify`
   }
 
-  writeUnit(name: string, text: string): void {
+  writeUnit (name: string, text: string): void {
     const dir = this.path(`${RUNTIME_DIR}/systemd/user`)
     mkdirSync(dir, { recursive: true })
     writeFileSync(join(dir, name), text)
   }
 
   /** Writes NAME.service running `node script args…` (as nobody by default) and reloads the manager. */
-  async writeService(name: string, script: string, args: string[], options: ServiceOptions = {}): Promise<void> {
+  async writeService (name: string, script: string, args: string[], options: ServiceOptions = {}): Promise<void> {
     const command = [this.node, script, ...args].map(quote).join(' ')
-    const exec = options.asNobody === false ? command : `/usr/bin/setpriv --reuid=${SERVICE_UID} --regid=${SERVICE_UID} --clear-groups ${command}`
+    const exec = options.asNobody === false
+      ? command
+      : `/usr/bin/setpriv --reuid=${SERVICE_UID} --regid=${SERVICE_UID} --clear-groups ${command}`
     this.writeUnit(
       `${name}.service`,
-      ['[Unit]', `Description=sdnotify test ${name}`, ...(options.unit ?? []), '', '[Service]', `ExecStart=${exec}`, ...(options.service ?? []), ''].join('\n'),
+      [
+        '[Unit]',
+        `Description=sdnotify test ${name}`,
+        ...(options.unit ?? []),
+        '',
+        '[Service]',
+        `ExecStart=${exec}`,
+        ...(options.service ?? []),
+        '',
+      ].join('\n')
     )
     await this.daemonReload()
   }
@@ -158,48 +199,55 @@ export class Manager {
    * A Type=notify service running `node script` as nobody with `env` (plus `logVariable`, default SDN_LOG:
    * the file it appends its events to) and extra [Service] `lines`. Its stderr goes to <scratch>/<name>.err.
    */
-  async notifyService(
+  async notifyService (
     script: string,
     env: Record<string, string>,
     lines: string[] = [],
     prefix = 'svc',
-    logVariable = 'SDN_LOG',
+    logVariable = 'SDN_LOG'
   ): Promise<{ unit: string; log: string; name: string }> {
     const name = `${prefix}${++this.services}`
     const log = `${this.scratch}/${name}.log`
     const environment = Object.entries({ [logVariable]: log, ...env }).map(([k, v]) => `"${k}=${v}"`).join(' ')
     await this.writeService(name, script, [], {
-      service: ['Type=notify', `Environment=${environment}`, 'TimeoutStartSec=15s', `StandardError=append:${this.scratch}/${name}.err`, ...lines],
+      service: [
+        'Type=notify',
+        `Environment=${environment}`,
+        'TimeoutStartSec=15s',
+        `StandardError=append:${this.scratch}/${name}.err`,
+        ...lines,
+      ],
     })
     return { unit: `${name}.service`, log, name }
   }
 
   /** notifyService() for an app that listens on $PORT: a fresh port from testPort() is passed and returned. */
-  async notifyApp(
+  async notifyApp (
     script: string,
     env: Record<string, string> = {},
     lines: string[] = [],
     prefix = 'app',
-    logVariable = 'SDN_LOG',
+    logVariable = 'SDN_LOG'
   ): Promise<{ unit: string; log: string; name: string; port: number }> {
     const port = testPort()
     return { ...(await this.notifyService(script, { PORT: String(port), ...env }, lines, prefix, logVariable)), port }
   }
 
-  async daemonReload(): Promise<void> {
+  async daemonReload (): Promise<void> {
     const result = await this.systemctl(['daemon-reload'])
     if (result.code !== 0) throw new Error(`daemon-reload failed: ${result.stderr}`)
   }
 
-  systemctl(args: string[], timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
-    return run(
-      '/usr/bin/nsenter',
-      ['-t', String(this.pid), '-m', '-r', '--', '/usr/bin/env', '-i', `XDG_RUNTIME_DIR=${RUNTIME_DIR}`, 'PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'systemctl', '--user', ...args],
-      timeoutMs,
-    )
+  systemctl (args: string[], timeoutMs = 120_000): Promise<RunResult> {
+    const env = ['/usr/bin/env', '-i', `XDG_RUNTIME_DIR=${RUNTIME_DIR}`, 'PATH=/usr/sbin:/usr/bin:/sbin:/bin']
+    const nsenter = ['-t', String(this.pid), '-m', '-r', '--']
+    return run('/usr/bin/nsenter', [...nsenter, ...env, 'systemctl', '--user', ...args], timeoutMs)
   }
 
-  async show(unit: string, properties = ['ActiveState', 'SubState', 'Result', 'StatusText', 'StatusErrno', 'MainPID', 'NRestarts']): Promise<Record<string, string>> {
+  async show (
+    unit: string,
+    properties = ['ActiveState', 'SubState', 'Result', 'StatusText', 'StatusErrno', 'MainPID', 'NRestarts']
+  ): Promise<Record<string, string>> {
     const result = await this.systemctl(['show', unit, '-p', properties.join(',')])
     const out: Record<string, string> = {}
     for (const line of result.stdout.split('\n')) {
@@ -210,7 +258,12 @@ export class Manager {
   }
 
   /** Polls `show` until `predicate` holds; returns the last properties either way. */
-  async waitFor(unit: string, predicate: (p: Record<string, string>) => boolean, timeoutMs = 20_000, properties?: string[]): Promise<Record<string, string>> {
+  async waitFor (
+    unit: string,
+    predicate: (p: Record<string, string>) => boolean,
+    timeoutMs = 20_000,
+    properties?: string[]
+  ): Promise<Record<string, string>> {
     const deadline = Date.now() + timeoutMs
     let props = await this.show(unit, properties)
     while (!predicate(props) && Date.now() < deadline) {
@@ -221,11 +274,11 @@ export class Manager {
   }
 
   /** What the manager printed (its log goes to stderr: there is no journald). */
-  managerLog(): string {
+  managerLog (): string {
     return this.log.join('')
   }
 
-  async stop(): Promise<void> {
+  async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
     if (this.child.exitCode === null) {
@@ -234,16 +287,59 @@ export class Manager {
       await Promise.race([exited, sleep(5000)])
     }
     removeCgroup(this.cgroup)
-    rmSync(this.scratch, { recursive: true, force: true })
+    try {
+      collectCoverage(join(this.scratch, 'coverage'))
+    } finally {
+      rmSync(this.scratch, { recursive: true, force: true })
+    }
   }
 }
 
-function quote(arg: string): string {
+/**
+ * Where V8 coverage of code run outside the test process goes, or undefined when nobody collects it:
+ * $NODE_V8_COVERAGE (c8, Node's own), else tap's folder when tap collects (its processinfo hooks set
+ * _TAPJS_PROCESSINFO_COVERAGE_=1 and write <project>/.tap/coverage/*.json in the format Node writes).
+ */
+export function coverageDirectory (): string | undefined {
+  if (process.env.NODE_V8_COVERAGE) return resolve(process.env.NODE_V8_COVERAGE)
+  if (process.env._TAPJS_PROCESSINFO_COVERAGE_ !== '1') return undefined
+  return join(process.env._TAPJS_PROCESSINFO_CWD_ ?? process.cwd(), '.tap/coverage')
+}
+
+/**
+ * `{ NODE_V8_COVERAGE }` for a node child that runs without tap's hooks (`env -u NODE_OPTIONS`), else `{}`. Node
+ * writes the file when the child exits normally or calls process.exit(), not when a signal kills it.
+ */
+export function coverageEnv (): Record<string, string> {
+  const dir = coverageDirectory()
+  return dir ? { NODE_V8_COVERAGE: dir } : {}
+}
+
+/**
+ * Copies the services' coverage files (NODE_V8_COVERAGE, written by Node as nobody) from `from` into
+ * coverageDirectory(), without the scripts of node_modules and Node's internals (most of each file, never reported).
+ */
+function collectCoverage (from: string): void {
+  const target = coverageDirectory()
+  if (!target || !existsSync(from)) return
+  mkdirSync(target, { recursive: true })
+  for (const file of readdirSync(from)) {
+    try {
+      const coverage = JSON.parse(readFileSync(join(from, file), 'utf8')) as { result: Array<{ url: string }> }
+      coverage.result = coverage.result.filter(({ url }) => url.startsWith('file:') && !url.includes('/node_modules/'))
+      writeFileSync(join(target, `service-${file}`), JSON.stringify(coverage))
+    } catch {
+      // Cut short (the service was killed while writing it): nothing to count.
+    }
+  }
+}
+
+function quote (arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `"${arg.replace(/(["\\$`])/g, '\\$1')}"`
 }
 
 /** Kills everything left in the cgroup (all hierarchies) and removes it, deepest first. Never throws. */
-export function removeCgroup(name: string): void {
+export function removeCgroup (name: string): void {
   for (let attempt = 0; attempt < 50; attempt++) {
     let left = false
     for (const h of HIERARCHIES) {
@@ -269,10 +365,12 @@ export function removeCgroup(name: string): void {
   }
 }
 
-function walk(dir: string): string[] {
+function walk (dir: string): string[] {
   const out = [dir]
   try {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) out.push(...walk(join(dir, entry.name)))
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (entry.isDirectory()) out.push(...walk(join(dir, entry.name)))
+    }
   } catch {
     /* vanished */
   }
@@ -292,7 +390,7 @@ process.once('exit', () => {
 })
 
 /** Starts a private `systemd --user` (see the module comment). Call `stop()` when done, even on failure. */
-export async function startManager(options: ManagerOptions = {}): Promise<Manager> {
+export async function startManager (options: ManagerOptions = {}): Promise<Manager> {
   const reason = systemdSkipReason(options)
   if (reason) throw new Error(`cannot start systemd: ${reason}`)
   const root = options.root ?? '/'
@@ -300,9 +398,12 @@ export async function startManager(options: ManagerOptions = {}): Promise<Manage
   const scratch = mkdtempSync(join(tmpdir(), 'sdnotify-'))
   chmodSync(scratch, 0o1777)
   const binds = [...(options.binds ?? []), scratch]
+  // The manager gets a clean environment (env -i): only what a user manager needs.
+  const systemd = '/usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root ' +
+    `XDG_RUNTIME_DIR=${RUNTIME_DIR} /lib/systemd/systemd --user`
   const inner =
     root === '/'
-      ? ['mount -t tmpfs -o mode=755 tmpfs /run', 'mkdir -p /run/systemd/system /run/user/0', `exec /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root XDG_RUNTIME_DIR=${RUNTIME_DIR} /lib/systemd/systemd --user`]
+      ? ['mount -t tmpfs -o mode=755 tmpfs /run', 'mkdir -p /run/systemd/system /run/user/0', `exec ${systemd}`]
       : [
           `D=${quote(root)}`,
           'mount --bind /proc "$D/proc"',
@@ -311,12 +412,13 @@ export async function startManager(options: ManagerOptions = {}): Promise<Manage
           'mount -t tmpfs -o mode=755 tmpfs "$D/run"',
           'mkdir -p "$D/run/systemd/system" "$D/run/user/0"',
           ...binds.map((dir) => `mkdir -p "$D"${quote(dir)} && mount --bind ${quote(dir)} "$D"${quote(dir)}`),
-          `exec chroot "$D" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root XDG_RUNTIME_DIR=${RUNTIME_DIR} /lib/systemd/systemd --user`,
+          `exec chroot "$D" ${systemd}`,
         ]
   // Move this shell into the dedicated cgroup first, then become the manager (unshare and the shells exec).
   const outer = [
     'set -eu',
-    `for h in ${HIERARCHIES.join(' ')}; do [ -d /sys/fs/cgroup/$h ] || continue; mkdir -p /sys/fs/cgroup/$h/${cgroup}; echo $$ > /sys/fs/cgroup/$h/${cgroup}/cgroup.procs; done`,
+    `for h in ${HIERARCHIES.join(' ')}; do [ -d /sys/fs/cgroup/$h ] || continue; ` +
+      `mkdir -p /sys/fs/cgroup/$h/${cgroup}; echo $$ > /sys/fs/cgroup/$h/${cgroup}/cgroup.procs; done`,
     `exec /usr/bin/unshare --mount --propagation private /bin/bash -c ${quote(['set -eu', ...inner].join('\n'))}`,
   ].join('\n')
   const child = spawn('/bin/bash', ['-c', outer], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -338,6 +440,15 @@ export async function startManager(options: ManagerOptions = {}): Promise<Manage
     chmodSync(manager.path(RUNTIME_DIR), 0o755)
     chmodSync(manager.path(`${RUNTIME_DIR}/systemd`), 0o755)
     chmodSync(manager.path(`${RUNTIME_DIR}/systemd/notify`), 0o777)
+    if (coverageDirectory()) {
+      // Every unit's node writes its coverage here on exit (not when killed by a signal); stop() collects it. The
+      // scratch folder is visible inside a Debian root too, but not to a unit with PrivateTmp= or ProtectSystem=strict.
+      const coverage = join(scratch, 'coverage')
+      mkdirSync(coverage)
+      chmodSync(coverage, 0o1777)
+      const set = await manager.systemctl(['set-environment', `NODE_V8_COVERAGE=${coverage}`])
+      if (set.code !== 0) throw new Error(`systemctl set-environment failed: ${set.stderr}`)
+    }
     const version = await manager.systemctl(['--version'])
     const match = /systemd (\d+)/.exec(version.stdout)
     if (!match) throw new Error(`systemctl --version said: ${version.stdout}${version.stderr}`)
@@ -354,7 +465,7 @@ export async function startManager(options: ManagerOptions = {}): Promise<Manage
 export const DEBIAN_ROOT = process.env.SDNOTIFY_DEBIAN_ROOT ?? '/var/cache/sdnotify/trixie'
 
 /** Why the trixie root is not usable, or undefined. */
-export function debianRootSkipReason(root = DEBIAN_ROOT): string | undefined {
+export function debianRootSkipReason (root = DEBIAN_ROOT): string | undefined {
   const base = systemdSkipReason()
   if (base) return base
   if (!existsSync(join(root, 'lib/systemd/systemd')) || !existsSync(join(root, 'usr/bin/node'))) {

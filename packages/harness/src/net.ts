@@ -7,15 +7,18 @@ const PORTS_PER_PROCESS = 20
 let nextPort = 10_000 + (process.pid % 1000) * PORTS_PER_PROCESS
 
 /** A TCP port for a service under test, unique within this process's block. */
-export function testPort(): number {
+export function testPort (): number {
   return nextPort++
 }
 
 /** Whether a TCP connect to the port succeeds now: "is the service really listening?" */
-export function canConnect(port: number, host = '127.0.0.1'): Promise<boolean> {
+export function canConnect (port: number, host = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, host)
-    socket.once('connect', () => (socket.destroy(), resolve(true)))
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
     socket.once('error', () => resolve(false))
   })
 }
@@ -39,11 +42,11 @@ export interface StartingManager {
  * connect the moment it returned, the unit is active and its StatusText names the address.
  * Returns the unit's properties for further checks.
  */
-export async function assertStartsListening(
+export async function assertStartsListening (
   t: Asserts,
   manager: StartingManager,
   unit: string,
-  port: number,
+  port: number
 ): Promise<Record<string, string>> {
   const start = await manager.systemctl(['start', unit])
   t.equal(start.code, 0, `systemctl start ${unit} ${start.stderr}`.trim())

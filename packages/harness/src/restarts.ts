@@ -2,7 +2,7 @@
 // and a service process started the way systemd starts it after a restart (a listening socket as fd 3).
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import type { Manager } from './manager.js'
+import { coverageEnv, type Manager } from './manager.js'
 import { type LoadResult, startLoad } from './load.js'
 
 export interface RestartableApp {
@@ -17,11 +17,11 @@ export interface RestartableApp {
  * `[Unit] StartLimitIntervalSec=0`: the default 5 starts per 10 s would fail a unit restarted this often, and
  * a failed unit loses its fd store.
  */
-export async function restartableApp(
+export async function restartableApp (
   sd: Manager,
   script: string,
   env: Record<string, string>,
-  options: { store?: number; lines?: string[] } = {},
+  options: { store?: number; lines?: string[] } = {}
 ): Promise<RestartableApp> {
   const { store = 1, lines = [] } = options
   const service = [
@@ -45,12 +45,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  * clients per port make fresh connections. Returns one load result per port and the unit's properties at the
  * end (ActiveState, NRestarts, NFileDescriptorStore, Result); the unit is stopped.
  */
-export async function restartsUnderLoad(
+export async function restartsUnderLoad (
   sd: Manager,
   unit: string,
   ports: number[],
   restart: (i: number) => Promise<unknown>,
-  count = 5,
+  count = 5
 ): Promise<{ results: LoadResult[]; props: Record<string, string> }> {
   const start = await sd.systemctl(['start', unit])
   if (start.code !== 0) throw new Error(`start failed: ${start.stderr}`)
@@ -67,7 +67,7 @@ export async function restartsUnderLoad(
 }
 
 /** A crash (`SIGUSR1`: the fixtures exit 1) or a wedged event loop (`SIGUSR2`: the watchdog kills it), in turn. */
-export async function crashOrWedge(sd: Manager, unit: string, i: number): Promise<void> {
+export async function crashOrWedge (sd: Manager, unit: string, i: number): Promise<void> {
   const { MainPID } = await sd.show(unit, ['MainPID'])
   process.kill(Number(MainPID), i % 2 === 0 ? 'SIGUSR1' : 'SIGUSR2')
   const back = (p: Record<string, string>) => p.MainPID !== MainPID && p.MainPID !== '0' && p.ActiveState === 'active'
@@ -88,15 +88,15 @@ export interface ServiceProcess {
  * known before the spawn: the script sets it from SDN_LISTEN_PID_SELF=1. Without tap's NODE_OPTIONS hooks.
  * Spawned asynchronously, so that a fake manager in the caller keeps reading its socket.
  */
-export function spawnService(
+export function spawnService (
   script: string,
   env: Record<string, string>,
-  passed?: { fd: number; name: string },
+  passed?: { fd: number; name: string }
 ): ServiceProcess {
   const listen = passed ? { LISTEN_FDS: '1', LISTEN_FDNAMES: passed.name, SDN_LISTEN_PID_SELF: '1' } : {}
   const child = spawn('/usr/bin/env', ['-u', 'NODE_OPTIONS', process.execPath, script], {
     stdio: ['ignore', 'ignore', 'pipe', ...(passed ? [passed.fd] : [])],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...listen, ...env },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...coverageEnv(), ...listen, ...env },
   })
   let stderr = ''
   child.stderr?.on('data', (chunk) => (stderr += chunk))

@@ -1,8 +1,7 @@
 // handleSignals for NestJS: a module cannot close the application it belongs to, so this takes the app.
 import { type INestApplicationContext, Logger } from '@nestjs/common'
 import { errorText, onShutdownSignal, type ShutdownSignalOptions, validateShutdownSignals } from '@sdnotify/core'
-import type { SdNotifyModuleOptions } from './options.js'
-import { SD_NOTIFY_OPTIONS } from './sd-notify.module-definition.js'
+import { moduleOptions } from './module-options.js'
 
 /**
  * The shared `handleSignals` option, for a Nest application: on SIGTERM/SIGINT (or `signals`), `app.close(signal)`
@@ -11,18 +10,13 @@ import { SD_NOTIFY_OPTIONS } from './sd-notify.module-definition.js'
  * outlasts `timeoutMs` (default: the module's shutdownTimeoutMs + 5 s). Never SIGHUP. Use it instead of
  * `app.enableShutdownHooks()`, not with it. Returns a function that removes the handlers.
  */
-export function handleSignals(app: INestApplicationContext, options: true | ShutdownSignalOptions = true): () => void {
+export function handleSignals (app: INestApplicationContext, options: true | ShutdownSignalOptions = true): () => void {
   validateShutdownSignals(options)
   const logger = new Logger('SdNotify')
   const log = (message: string, error?: unknown) =>
     error === undefined ? logger.log(message) : logger.error(`${message}: ${errorText(error)}`, (error as Error)?.stack)
-  let shutdownTimeoutMs = 10_000
-  try {
-    const moduleOptions = app.get<SdNotifyModuleOptions>(SD_NOTIFY_OPTIONS, { strict: false })
-    shutdownTimeoutMs = moduleOptions.shutdownTimeoutMs ?? shutdownTimeoutMs
-  } catch {
-    /* SdNotifyModule not imported: the default drain timeout */
-  }
+  // Without SdNotifyModule (or its shutdownTimeoutMs), the default drain timeout.
+  const shutdownTimeoutMs = moduleOptions(app)?.shutdownTimeoutMs ?? 10_000
   const signals = { timeoutMs: shutdownTimeoutMs + 5_000, ...(options === true ? {} : options) }
   // NestApplicationContext.close(signal) hands the signal to the shutdown hooks (not in its type before Nest 12).
   const closable = app as unknown as { close(signal?: string): Promise<void> }

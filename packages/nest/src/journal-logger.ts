@@ -25,53 +25,54 @@ export class JournalLogger implements LoggerService {
   readonly fallback: LoggerService | undefined
   private levels: Set<LogLevel> | undefined
 
-  constructor(options: JournalLoggerOptions = {}) {
+  constructor (options: JournalLoggerOptions = {}) {
     const { fallback, logLevels, ...streamOptions } = options
     this.stream = journalStream(streamOptions)
     this.fallback = this.stream.target === 'journal' ? undefined : (fallback ?? new ConsoleLogger())
     this.levels = logLevels && new Set(logLevels)
   }
 
-  log(message: unknown, ...optionalParams: unknown[]): void {
+  log (message: unknown, ...optionalParams: unknown[]): void {
     this.write('log', message, optionalParams)
   }
 
-  error(message: unknown, ...optionalParams: unknown[]): void {
+  error (message: unknown, ...optionalParams: unknown[]): void {
     this.write('error', message, optionalParams)
   }
 
-  warn(message: unknown, ...optionalParams: unknown[]): void {
+  warn (message: unknown, ...optionalParams: unknown[]): void {
     this.write('warn', message, optionalParams)
   }
 
-  debug(message: unknown, ...optionalParams: unknown[]): void {
+  debug (message: unknown, ...optionalParams: unknown[]): void {
     this.write('debug', message, optionalParams)
   }
 
-  verbose(message: unknown, ...optionalParams: unknown[]): void {
+  verbose (message: unknown, ...optionalParams: unknown[]): void {
     this.write('verbose', message, optionalParams)
   }
 
-  fatal(message: unknown, ...optionalParams: unknown[]): void {
+  fatal (message: unknown, ...optionalParams: unknown[]): void {
     this.write('fatal', message, optionalParams)
   }
 
-  setLogLevels(levels: LogLevel[]): void {
+  setLogLevels (levels: LogLevel[]): void {
     this.levels = new Set(levels)
     this.fallback?.setLogLevels?.(levels)
   }
 
   /** Resolves once every entry logged so far reached journald (or stdout). */
-  flush(): Promise<void> {
+  flush (): Promise<void> {
     return this.stream.flush()
   }
 
-  private write(level: LogLevel, message: unknown, params: unknown[]): void {
+  private write (level: LogLevel, message: unknown, params: unknown[]): void {
+    // logLevels and setLogLevels() hold on either target: the fallback's own levels may only filter further.
+    if (this.levels && !this.levels.has(level)) return
     if (this.fallback) {
       this.fallback[level]?.(message, ...params)
       return
     }
-    if (this.levels && !this.levels.has(level)) return
     const record: Record<string, unknown> = { level: LEVELS[level], time: Date.now() }
     const rest = [...params]
     // Nest passes the context last (a Logger created with one always does).
@@ -93,7 +94,7 @@ export class JournalLogger implements LoggerService {
 }
 
 /** JSON for a value, or its String() when it has none (a cycle, a bigint): logging must never throw. */
-function json(value: unknown): string {
+function json (value: unknown): string {
   try {
     return JSON.stringify(value) ?? String(value)
   } catch {

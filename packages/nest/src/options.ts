@@ -64,14 +64,14 @@ export interface SdNotifyModuleOptions extends Omit<AdapterOptions, 'watchdog' |
 
 const NEST_OPTIONS = ['readyOn', 'extendStartTimeout', 'warnWithoutShutdownHooks', 'watchdog.terminus']
 
-function invalid(option: string, rule: string): SdNotifyError {
+function invalid (option: string, rule: string): SdNotifyError {
   const message = `${PACKAGE}: option ${option} ${rule}`
   return new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', message, { field: option, rule })
 }
 
 const positiveMs = (value: unknown) => typeof value === 'number' && value > 0 && value < 2 ** 31
 
-export function validateOptions(options: SdNotifyModuleOptions): void {
+export function validateOptions (options: SdNotifyModuleOptions): void {
   if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object')
   validateAdapterOptions(PACKAGE, options, NEST_OPTIONS)
   if ((options.handleSignals as unknown) !== undefined && (options.handleSignals as unknown) !== false) {

@@ -41,10 +41,10 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
   private removeReload: (() => void) | undefined
   private stopped = false
 
-  constructor(
+  constructor (
     @Inject(SD_NOTIFY_OPTIONS) options: SdNotifyModuleOptions,
     @Optional() @Inject(HttpAdapterHost) private readonly adapterHost?: HttpAdapterHost,
-    @Optional() @Inject(ModuleRef) private readonly moduleRef?: ModuleRef,
+    @Optional() @Inject(ModuleRef) private readonly moduleRef?: ModuleRef
   ) {
     this.options = options ?? {}
     validateOptions(this.options)
@@ -53,20 +53,23 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     if (this.options.extendStartTimeout) this.extendWhileStarting()
   }
 
-  status(text: string): Promise<boolean> {
+  status (text: string): Promise<boolean> {
     return this.notifier.status(text)
   }
-  errno(errno: number, status?: string): Promise<boolean> {
+
+  errno (errno: number, status?: string): Promise<boolean> {
     return this.notifier.errno(errno, status)
   }
-  extendTimeout(ms: number): Promise<boolean> {
+
+  extendTimeout (ms: number): Promise<boolean> {
     return this.notifier.extendTimeout(ms)
   }
-  send(notification: Notification): Promise<boolean> {
+
+  send (notification: Notification): Promise<boolean> {
     return this.notifier.send(notification)
   }
 
-  async onApplicationBootstrap(): Promise<void> {
+  async onApplicationBootstrap (): Promise<void> {
     try {
       await this.notifier.prepare() // READY is then fast, and a listen error can be sent synchronously
     } catch (error) {
@@ -76,7 +79,7 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     if (this.notifier.enabled && this.options.warnWithoutShutdownHooks !== false && noSigterm) {
       this.logger.warn(
         "No SIGTERM handler: systemd's stop will kill the app without STOPPING=1 or a graceful shutdown. " +
-          "Call app.enableShutdownHooks(['SIGTERM', 'SIGINT']) (not SIGHUP if the unit is Type=notify-reload).",
+          "Call app.enableShutdownHooks(['SIGTERM', 'SIGINT']) (not SIGHUP if the unit is Type=notify-reload)."
       )
     }
     this.installReload()
@@ -104,21 +107,21 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
       await this.ready([formatAddress(server.address(), protocol)])
     }
     if (server.listening) return onListening()
-    server.once('listening', () => void onListening())
+    server.once('listening', () => { void onListening() })
     // Ours runs first and tells systemd (ERRNO, STATUS), then Nest's listener rejects app.listen(). Only until
     // the server listens: a later server error (EMFILE on accept…) is the app's, as it would be without us.
     server.prependOnceListener('error', this.onListenError)
     server.once('listening', this.onListening)
   }
 
-  async beforeApplicationShutdown(signal?: string): Promise<void> {
+  async beforeApplicationShutdown (signal?: string): Promise<void> {
     this.stopExtending()
     this.removeReload?.()
     this.notifier.watchdog.stop()
     const info = { signal: signal as NodeJS.Signals | undefined }
     const fallback = signal ? `Shutting down (${signal})` : 'Shutting down'
     const base = resolveStatus(this.options.stoppingStatus, info, fallback, (error) =>
-      this.error('stoppingStatus failed; sent the default status instead', error),
+      this.error('stoppingStatus failed; sent the default status instead', error)
     )
     const report = (count: number) => {
       const status = count > 0 ? `${base}: draining ${count} connection${count === 1 ? '' : 's'}` : base
@@ -136,7 +139,7 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     this.drainTimer.unref()
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  async onApplicationShutdown (): Promise<void> {
     this.stopped = true
     clearTimeout(this.drainTimer)
     this.stopExtending()
@@ -152,34 +155,34 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     const server = this.server
     server?.removeListener('listening', this.onListening)
     const report = reportListenError(this.notifier, error).catch((sendError: unknown) =>
-      this.warn('reporting the listen error failed', sendError),
+      this.warn('reporting the listen error failed', sendError)
     )
     if (server && server.listenerCount('error') === 0) {
       void report.then(() =>
         process.nextTick(() => {
           throw error // nobody else listens: unhandled, as Node's emit would have it
-        }),
+        })
       )
     }
   }
 
   private readonly onListening = () => this.server?.removeListener('error', this.onListenError)
 
-  private installReload(): void {
+  private installReload (): void {
     const onReload = this.options.onReload
     if (!onReload || this.removeReload) return
     // Only under systemd (notifier.enabled): elsewhere SIGHUP keeps its usual meaning.
     if (this.notifier.enabled && process.listenerCount('SIGHUP') > 0) {
       this.logger.warn(
         'onReload is set but SIGHUP already has a listener: if it is enableShutdownHooks() without arguments, ' +
-          "systemd's reload (SIGHUP) will also shut the app down. Use app.enableShutdownHooks(['SIGTERM', 'SIGINT']).",
+          "systemd's reload (SIGHUP) will also shut the app down. Use app.enableShutdownHooks(['SIGTERM', 'SIGINT'])."
       )
     }
     const log = (message: string, error?: unknown) => this.error(message, error)
     this.removeReload = onReloadSignal(this.notifier, () => runReload(this.notifier, () => onReload(), log))
   }
 
-  private httpServer(): Server | undefined {
+  private httpServer (): Server | undefined {
     try {
       const server = this.adapterHost?.httpAdapter?.getHttpServer?.() as Server | undefined
       return server && typeof server.once === 'function' ? server : undefined
@@ -188,11 +191,11 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     }
   }
 
-  private async ready(addresses: string[]): Promise<void> {
+  private async ready (addresses: string[]): Promise<void> {
     this.stopExtending()
     const fallback = addresses.length > 0 ? `Listening on ${addresses.join(', ')}` : 'Ready'
     const status = resolveStatus(this.options.readyStatus, { addresses }, fallback, (error) =>
-      this.error('readyStatus failed; sent the default status instead', error),
+      this.error('readyStatus failed; sent the default status instead', error)
     )
     try {
       await this.notifier.ready(status)
@@ -202,7 +205,7 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     await this.startWatchdog()
   }
 
-  private async startWatchdog(): Promise<void> {
+  private async startWatchdog (): Promise<void> {
     const option = this.options.watchdog
     if (option === false || !this.notifier.watchdog.enabled) return
     const { terminus, ...watchdog } = typeof option === 'object' ? option : { terminus: undefined }
@@ -219,10 +222,16 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
   }
 
   /** HealthCheckService.check(indicators) from the app's TerminusModule: it throws when one is down. */
-  private async terminusCheck(indicators: (() => unknown)[]): Promise<() => Promise<unknown>> {
-    type HealthCheckService = abstract new (...args: never[]) => { check(i: unknown[]): Promise<unknown> }
+  private async terminusCheck (indicators: (() => unknown)[]): Promise<() => Promise<unknown>> {
+    type Health = { check(i: unknown[]): Promise<unknown> }
+    type HealthCheckService = abstract new (...args: never[]) => Health
     const terminus = (await import('@nestjs/terminus')) as { HealthCheckService: HealthCheckService }
-    const health = this.moduleRef?.get(terminus.HealthCheckService, { strict: false })
+    let health: Health | undefined
+    try {
+      health = this.moduleRef?.get(terminus.HealthCheckService, { strict: false })
+    } catch {
+      // ModuleRef.get() throws for a provider no module has (Nest's UnknownElementException): the reason below.
+    }
     if (!health) throw new Error('watchdog.terminus needs TerminusModule imported by the application')
     return () => health.check(indicators)
   }
@@ -232,7 +241,7 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
    * for at most the time left, so a hung start-up ends in systemd's start timeout (sd_notify(3): the
    * timeout fires when no new message comes within the extension, once TimeoutStartSec= has passed).
    */
-  private extendWhileStarting(): void {
+  private extendWhileStarting (): void {
     const config = typeof this.options.extendStartTimeout === 'object' ? this.options.extendStartTimeout : {}
     const intervalMs = config.intervalMs ?? EXTEND_START_DEFAULTS.intervalMs
     const extendMs = config.extendMs ?? EXTEND_START_DEFAULTS.extendMs
@@ -253,16 +262,16 @@ export class SdNotifyService implements OnApplicationBootstrap, BeforeApplicatio
     this.extendTimer.unref()
   }
 
-  private stopExtending(): void {
+  private stopExtending (): void {
     if (this.extendTimer) clearInterval(this.extendTimer)
     this.extendTimer = undefined
   }
 
-  private warn(what: string, error: unknown): void {
+  private warn (what: string, error: unknown): void {
     this.logger.warn(`${what}: ${errorText(error)}`)
   }
 
-  private error(what: string, error: unknown): void {
+  private error (what: string, error: unknown): void {
     this.logger.error(`${what}: ${errorText(error)}`, (error as Error | undefined)?.stack)
   }
 }

@@ -1,8 +1,7 @@
 // app.listen() on the socket systemd passed back (fd store or .socket unit), for both HTTP platforms.
 import { type INestApplication, Logger } from '@nestjs/common'
 import { fdStoreName, type ListenConfig, passedListenSocket } from '@sdnotify/core'
-import type { SdNotifyModuleOptions } from './options.js'
-import { SD_NOTIFY_OPTIONS } from './sd-notify.module-definition.js'
+import { moduleOptions } from './module-options.js'
 
 export interface SystemdListenOptions {
   /**
@@ -19,11 +18,11 @@ export interface SystemdListenOptions {
  * elsewhere than `port`/`host` ask (the configuration changed) is dropped, removed from the store and the
  * address bound anew, with a warning in Nest's log. Resolves to the HTTP server, as app.listen does.
  */
-export async function systemdListen(
+export async function systemdListen (
   app: INestApplication,
   port: number | string,
   host?: string,
-  options: SystemdListenOptions = {},
+  options: SystemdListenOptions = {}
 ): ReturnType<INestApplication['listen']> {
   const fastify = app.getHttpAdapter().getType() === 'fastify'
   let config: ListenConfig
@@ -31,20 +30,12 @@ export async function systemdListen(
   // Without a host, platform-fastify binds 'localhost' (Fastify's default), platform-express every interface.
   else config = { port: Number(port), host: host ?? (fastify ? 'localhost' : undefined) }
   const logger = new Logger('SdNotify')
-  const name = options.name ?? moduleStoreName(app)
+  // Without SdNotifyModule (or its fdStore), whichever socket a .socket unit passed.
+  const name = options.name ?? fdStoreName(moduleOptions(app)?.fdStore)
   const passed = passedListenSocket({ name, config, warn: (message) => logger.warn(message) })
   if (!passed) return host === undefined ? app.listen(port) : app.listen(port, host)
   // NestApplication.listen hands an object on to the platform: http.Server#listen({ fd }) on platform-express,
   // fastify.listen({ fd, host }) on platform-fastify. Node ignores host with fd; a host other than 'localhost'
   // keeps Fastify from binding loopback twins beside the passed socket.
   return app.listen({ fd: passed.fd, host: '0.0.0.0' } as unknown as number)
-}
-
-/** The module's fdStore name, when SdNotifyModule is imported with fdStore. */
-function moduleStoreName(app: INestApplication): string | undefined {
-  try {
-    return fdStoreName(app.get<SdNotifyModuleOptions>(SD_NOTIFY_OPTIONS, { strict: false })?.fdStore)
-  } catch {
-    return undefined // SdNotifyModule not imported (or an invalid option, which the module reports itself)
-  }
 }

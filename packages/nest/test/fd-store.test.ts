@@ -6,8 +6,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import {
   crashOrWedge,
-  type FakeManager,
-  fakeManager,
+  fakeManager as harnessFakeManager,
   type Manager,
   readEvents,
   restartableApp,
@@ -18,12 +17,13 @@ import {
   testPort,
   waitForEvents,
 } from '@sdnotify/systemd-harness'
+import { type FakeManager, fakeManager } from '@sdnotify/core/testing'
 import { validateOptions } from '../src/options.js'
 
 const fixture = fileURLToPath(new URL('../fixtures/fd-store-app.mjs', import.meta.url))
-const texts = (fake: FakeManager) => fake.messages.map((m) => m.text)
+const texts = (fake: FakeManager) => fake.datagrams.map((d) => d.text)
 
-t.test('fdStore is validated with the module options: the option and the rule are named', async (t) => {
+t.test('fdStore is validated with the module options: the option and the rule are named', (t) => {
   const cases: [unknown, string, RegExp][] = [
     // The FDNAME rules themselves are core's (sd_notify(3)): no ':', 1 to 255 characters…
     [{ fdStore: { name: 'a:b' } }, 'fdStore.name', /^@sdnotify\/nest: option fdStore\.name \S/],
@@ -36,27 +36,37 @@ t.test('fdStore is validated with the module options: the option and the rule ar
     t.throws(() => validateOptions(options as never), expected, JSON.stringify(options))
   }
   t.doesNotThrow(() => validateOptions({ fdStore: { name: 'admin' } }))
+  t.end()
 })
 
 /** A listening socket of the test's own, to pass to the service as systemd would. */
-async function socketToPass(t: Tap.Test): Promise<{ server: Server; fd: number; port: number }> {
+async function socketToPass (t: TapTest): Promise<{ server: Server; fd: number; port: number }> {
   const server = createServer()
   await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve))
   t.teardown(() => server.close())
   const fd = (server as unknown as { _handle: { fd: number } })._handle.fd
   return { server, fd, port: (server.address() as { port: number }).port }
 }
-declare namespace Tap {
-  type Test = { teardown(fn: () => unknown): void }
+/** What these helpers need of tap's test object. */
+type TapTest = { teardown(fn: () => unknown): void }
+
+/** The test kit's fake manager, closed when the test ends. */
+async function kitManager (t: TapTest): Promise<FakeManager> {
+  const fake = await fakeManager()
+  t.teardown(() => fake.close())
+  return fake
 }
 
 /** Runs the fixture beside a fake manager until it listens; `passed` becomes its fd 3. */
-async function service(t: Tap.Test, env: Record<string, string>, passed?: { fd: number; name: string }) {
-  const fake = fakeManager()
-  t.teardown(() => fake.close())
+async function service<Fake extends { address: string }> (
+  t: TapTest,
+  fake: Fake,
+  env: Record<string, string>,
+  passed?: { fd: number; name: string }
+) {
   const log = `${fake.address}.log` // beside the fake socket, in its temporary folder
   const proc = spawnService(fixture, { NOTIFY_SOCKET: fake.address, SDN_LOG: log, ...env }, passed)
-  t.teardown(() => void proc.child.kill('SIGKILL'))
+  t.teardown(() => { proc.child.kill('SIGKILL') })
   const [listening] = await waitForEvents(log, 'listening', 1, 20_000)
   if (!listening) throw new Error(`the fixture did not listen: ${proc.stderr()}`)
   const stop = async () => {
@@ -68,9 +78,13 @@ async function service(t: Tap.Test, env: Record<string, string>, passed?: { fd: 
 
 for (const platform of ['express', 'fastify']) {
   t.test(`platform-${platform}, fake manager: FDSTORE=1 FDNAME=http after listening, before READY=1`, async (t) => {
-    const { fake, port, stop } = await service(t, { PORT: '0', SDN_FDSTORE: 'true', SDN_PLATFORM: platform })
+    // The harness's fake: it keeps the descriptors it receives (the kit closes them), to listen on one here.
+    const fake = harnessFakeManager()
+    t.teardown(() => fake.close())
+    const { port, stop } = await service(t, fake, { PORT: '0', SDN_FDSTORE: 'true', SDN_PLATFORM: platform })
     await fake.waitFor(2)
-    t.same(texts(fake), ['FDSTORE=1\nFDNAME=http\nFDPOLL=0', `READY=1\nSTATUS=Listening on http://127.0.0.1:${port}`])
+    const ready = `READY=1\nSTATUS=Listening on http://127.0.0.1:${port}`
+    t.same(fake.messages.map((m) => m.text), ['FDSTORE=1\nFDNAME=http\nFDPOLL=0', ready])
     const [stored] = fake.messages[0]?.fds ?? []
     t.ok(stored !== undefined, 'one descriptor travelled with FDSTORE=1')
     // The descriptor systemd would keep is the server's listening socket: listening on it here shows its port.
@@ -85,12 +99,18 @@ for (const platform of ['express', 'fastify']) {
   t.test(title, async (t) => {
     const env = { SDN_FDSTORE: 'true', SDN_PLATFORM: platform }
     const socket = await socketToPass(t)
-    const same = await service(t, { ...env, PORT: String(socket.port) }, { fd: socket.fd, name: 'http' })
+    const same = await service(
+      t,
+      await kitManager(t),
+      { ...env, PORT: String(socket.port) },
+      { fd: socket.fd, name: 'http' }
+    )
     socket.server.close() // the service holds it now: requests reach only the service
-    await same.fake.waitFor(2)
+    await same.fake.waitFor({ READY: '1' })
     t.equal(same.listening.passed, 'http', 'listens on the stored socket')
     t.equal(same.port, socket.port)
-    t.match(await (await fetch(`http://127.0.0.1:${socket.port}/`)).text(), `served by ${same.listening.pid}`)
+    const servedBy = `served by ${String(same.listening.pid)}`
+    t.match(await (await fetch(`http://127.0.0.1:${socket.port}/`)).text(), servedBy)
     const ready = `READY=1\nSTATUS=Listening on http://127.0.0.1:${socket.port}`
     t.same(texts(same.fake).slice(0, 2), ['FDSTORE=1\nFDNAME=http\nFDPOLL=0', ready])
     t.same(readEvents(same.log).filter((e) => e.event === 'warning'), [], 'no warning')
@@ -98,12 +118,17 @@ for (const platform of ['express', 'fastify']) {
 
     const stale = await socketToPass(t)
     const moved = testPort()
-    const changed = await service(t, { ...env, PORT: String(moved) }, { fd: stale.fd, name: 'http' })
+    const changed = await service(
+      t,
+      await kitManager(t),
+      { ...env, PORT: String(moved) },
+      { fd: stale.fd, name: 'http' }
+    )
     t.equal(changed.port, moved, 'the configured port is bound anew')
     const [warning] = readEvents(changed.log).filter((e) => e.event === 'warning')
     const why = `"http" (fd 3) is bound to 127.0.0.1:${stale.port}, the configuration asks for 127.0.0.1:${moved}`
     t.match(warning?.message, why, "the reason reached Nest's logger")
-    await changed.fake.waitFor(3)
+    await changed.fake.waitFor({ READY: '1' })
     t.same(texts(changed.fake).slice(0, 3), [
       'FDSTOREREMOVE=1\nFDNAME=http',
       'FDSTORE=1\nFDNAME=http\nFDPOLL=0',
@@ -115,9 +140,14 @@ for (const platform of ['express', 'fastify']) {
 
 t.test("a .socket unit's socket is used as passed (whatever the port says) and not stored again", async (t) => {
   const socket = await socketToPass(t)
-  const activated = await service(t, { PORT: '1', SDN_FDSTORE: 'true' }, { fd: socket.fd, name: 'web.socket' })
+  const activated = await service(
+    t,
+    await kitManager(t),
+    { PORT: '1', SDN_FDSTORE: 'true' },
+    { fd: socket.fd, name: 'web.socket' }
+  )
   socket.server.close()
-  await activated.fake.waitFor(1)
+  await activated.fake.waitFor({ READY: '1' })
   t.equal(activated.listening.passed, 'web.socket')
   t.equal(activated.port, socket.port)
   t.same(texts(activated.fake), [`READY=1\nSTATUS=Listening on http://127.0.0.1:${socket.port}`], 'no FDSTORE')

@@ -15,14 +15,14 @@ const env = { NOTIFY_SOCKET: process.env.FAKE }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const out = (result) => console.log(JSON.stringify(result))
 
-function appModule(imports, providers = [], controllers = []) {
+function appModule (imports, providers = [], controllers = []) {
   class AppModule {}
   Module({ imports, providers, controllers })(AppModule)
   return AppModule
 }
 
 class HelloController {
-  hello() {
+  hello () {
     return 'hello'
   }
 }
@@ -33,12 +33,13 @@ Get()(HelloController.prototype, 'hello', Object.getOwnPropertyDescriptor(HelloC
 let started = () => {}
 const requestStarted = () => new Promise((resolve) => (started = resolve))
 class SlowController {
-  async slow(ms) {
+  async slow (ms) {
     started()
     await sleep(Number(ms))
     return 'slow done'
   }
-  hang() {
+
+  hang () {
     started()
     return new Promise(() => {})
   }
@@ -49,15 +50,15 @@ Get('slow')(SlowController.prototype, 'slow', Object.getOwnPropertyDescriptor(Sl
 Get('hang')(SlowController.prototype, 'hang', Object.getOwnPropertyDescriptor(SlowController.prototype, 'hang'))
 
 /** A logger that keeps what it is given, for scenarios that check what was logged. */
-function keepingLogger() {
+function keepingLogger () {
   const logged = { error: [], warn: [] }
   const keep = (level) => (message) => logged[level].push(String(message))
-  const logger = { log() {}, debug() {}, verbose() {}, error: keep('error'), warn: keep('warn') }
+  const logger = { log () {}, debug () {}, verbose () {}, error: keep('error'), warn: keep('warn') }
   return { logger, logged }
 }
 
 /** GET over HTTPS (self-signed: not verified) through a keep-alive agent: { status, body } or { error: code }. */
-function httpsGet(port, path, agent) {
+function httpsGet (port, path, agent) {
   return new Promise((resolve) => {
     const req = https.get({ host: '127.0.0.1', port, path, agent, rejectUnauthorized: false }, (res) => {
       let body = ''
@@ -72,12 +73,15 @@ function httpsGet(port, path, agent) {
 
 const scenarios = {
   // READY only after app.listen() binds, on either platform; STOPPING on close.
-  async http(platform) {
+  async http (platform) {
     const AppModule = appModule([SdNotifyModule.forRoot({ notifierOptions: { env } })], [], [HelloController])
-    const app = platform === 'fastify' ? await NestFactory.create(AppModule, new FastifyAdapter(), { logger: false }) : await NestFactory.create(AppModule, { logger: false })
+    const app = platform === 'fastify'
+      ? await NestFactory.create(AppModule, new FastifyAdapter(), { logger: false })
+      : await NestFactory.create(AppModule, { logger: false })
     await app.init()
     await sleep(200)
-    const marker = await app.get(SdNotifyService).status('initialised, not listening') // everything before this came from init
+    // everything before this came from init
+    const marker = await app.get(SdNotifyService).status('initialised, not listening')
     await app.listen(0, '127.0.0.1')
     const port = app.getHttpServer().address().port
     const body = await (await fetch(`http://127.0.0.1:${port}/`)).text()
@@ -86,19 +90,23 @@ const scenarios = {
     out({ port, body, marker })
   },
 
-  async context() {
-    const app = await NestFactory.createApplicationContext(appModule([SdNotifyModule.forRoot({ notifierOptions: { env }, readyStatus: () => 'Worker ready' })]), { logger: false })
+  async context () {
+    const sdNotify = SdNotifyModule.forRoot({ notifierOptions: { env }, readyStatus: () => 'Worker ready' })
+    const app = await NestFactory.createApplicationContext(appModule([sdNotify]), { logger: false })
     await sleep(100)
     await app.close()
     out({})
   },
 
-  async async() {
+  async async () {
     const CONFIG = Symbol('config')
     class ConfigModule {}
-    Module({ providers: [{ provide: CONFIG, useValue: { socket: env.NOTIFY_SOCKET } }], exports: [CONFIG] })(ConfigModule)
+    Module({
+      providers: [{ provide: CONFIG, useValue: { socket: env.NOTIFY_SOCKET } }],
+      exports: [CONFIG],
+    })(ConfigModule)
     class Consumer {
-      constructor(sd) {
+      constructor (sd) {
         this.sd = sd
       }
     }
@@ -109,7 +117,10 @@ const scenarios = {
         SdNotifyModule.forRootAsync({
           imports: [ConfigModule],
           inject: [CONFIG],
-          useFactory: (config) => ({ notifierOptions: { env: { NOTIFY_SOCKET: config.socket } }, readyOn: 'bootstrap' }),
+          useFactory: (config) => ({
+            notifierOptions: { env: { NOTIFY_SOCKET: config.socket } },
+            readyOn: 'bootstrap',
+          }),
         }),
       ],
       providers: [Consumer],
@@ -121,29 +132,33 @@ const scenarios = {
     out({ injected, sent })
   },
 
-  async extend() {
+  async extend () {
     class Migrations {
-      async onModuleInit() {
+      async onModuleInit () {
         await sleep(450)
       }
     }
     Injectable()(Migrations)
     const app = await NestFactory.createApplicationContext(
-      appModule([SdNotifyModule.forRoot({ notifierOptions: { env }, extendStartTimeout: { intervalMs: 100, extendMs: 1000 } })], [Migrations]),
-      { logger: false },
+      appModule(
+        [SdNotifyModule.forRoot({ notifierOptions: { env }, extendStartTimeout: { intervalMs: 100, extendMs: 1000 } })],
+        [Migrations]
+      ),
+      { logger: false }
     )
     await sleep(300)
     await app.close()
     out({})
   },
 
-  async terminus() {
+  async terminus () {
     let up = true
     class DbHealth {
-      constructor(health) {
+      constructor (health) {
         this.health = health
       }
-      check() {
+
+      check () {
         const indicator = this.health.check('database')
         return up ? indicator.up() : indicator.down({ message: 'refused' })
       }
@@ -165,7 +180,7 @@ const scenarios = {
           }),
         }),
       ]),
-      { logger: false },
+      { logger: false }
     )
     await sleep(400)
     up = false
@@ -174,7 +189,7 @@ const scenarios = {
     out({ unhealthy })
   },
 
-  async invalid() {
+  async invalid () {
     const errors = []
     const cases = [
       { readyOn: 'later' },
@@ -196,7 +211,7 @@ const scenarios = {
   },
 
   // HTTPS (httpsOptions): a request in flight when app.close() begins completes on its keep-alive connection.
-  async https() {
+  async https () {
     const { TLS_KEY, TLS_CERT } = process.env
     const AppModule = appModule([SdNotifyModule.forRoot({ notifierOptions: { env } })], [], [SlowController])
     const httpsOptions = { key: readFileSync(TLS_KEY), cert: readFileSync(TLS_CERT) }
@@ -213,7 +228,7 @@ const scenarios = {
   },
 
   // shutdownTimeoutMs: a request that never ends has its connection closed after it, and app.close() ends.
-  async timeout() {
+  async timeout () {
     const sdNotify = SdNotifyModule.forRoot({ notifierOptions: { env }, shutdownTimeoutMs: 200 })
     const AppModule = appModule([sdNotify], [], [SlowController])
     const app = await NestFactory.create(AppModule, { logger: false })
@@ -222,7 +237,7 @@ const scenarios = {
     const running = requestStarted()
     const response = fetch(`http://127.0.0.1:${port}/hang`).then(
       (res) => ({ status: res.status }),
-      (error) => ({ error: error.cause?.code ?? error.message }),
+      (error) => ({ error: error.cause?.code ?? error.message })
     )
     await running
     await app.close()
@@ -230,7 +245,7 @@ const scenarios = {
   },
 
   // A readyStatus callback that throws: READY=1 with the default status, the error logged, the app lives.
-  async 'throwing-ready'() {
+  async 'throwing-ready' () {
     const { logger, logged } = keepingLogger()
     const readyStatus = () => {
       throw new Error('status template broken')
@@ -247,7 +262,7 @@ const scenarios = {
   },
 
   // readyStatus gets ReadyInfo; a string stoppingStatus; both made single lines.
-  async statuses() {
+  async statuses () {
     const readyStatus = ({ addresses }) => `up on ${addresses.length}\naddress`
     const sdNotify = SdNotifyModule.forRoot({ notifierOptions: { env }, readyStatus, stoppingStatus: 'Bye\tnow' })
     const AppModule = appModule([sdNotify])
@@ -259,7 +274,7 @@ const scenarios = {
   },
 
   // A listen error: systemd is told (once), then app.listen() rejects with it, as without the module.
-  async 'listen-error'(port) {
+  async 'listen-error' (port) {
     const AppModule = appModule([SdNotifyModule.forRoot({ notifierOptions: { env } })])
     const app = await NestFactory.create(AppModule, { logger: false })
     try {
@@ -271,7 +286,7 @@ const scenarios = {
   },
 
   // After listening, a server error is the app's: with no listener of its own, emit throws.
-  async 'server-error'() {
+  async 'server-error' () {
     const AppModule = appModule([SdNotifyModule.forRoot({ notifierOptions: { env } })])
     const app = await NestFactory.create(AppModule, { logger: false })
     await app.listen(0, '127.0.0.1')
@@ -288,9 +303,9 @@ const scenarios = {
   },
 
   // extendStartTimeout.maxMs: no extension reaches past maxMs after construction.
-  async 'extend-max'() {
+  async 'extend-max' () {
     class Migrations {
-      async onModuleInit() {
+      async onModuleInit () {
         await sleep(600)
       }
     }
@@ -304,7 +319,7 @@ const scenarios = {
   },
 
   // onReload: SIGHUP under systemd only; a failing handler still gets READY=1, with a single-line status.
-  async reload(mode) {
+  async reload (mode) {
     const before = process.listenerCount('SIGHUP')
     let runs = 0
     const onReload = async () => {
@@ -319,6 +334,7 @@ const scenarios = {
     const installed = process.listenerCount('SIGHUP') - before
     if (installed > 0) {
       process.kill(process.pid, 'SIGHUP')
+      // eslint-disable-next-line no-unmodified-loop-condition -- onReload counts the runs during the sleep
       while (runs === 0) await sleep(10)
       await sleep(100)
     }
@@ -327,10 +343,11 @@ const scenarios = {
   },
 
   // No NOTIFY_SOCKET when FAKE is unset: a plain testing module; and the missing-shutdown-hooks warning.
-  async testing() {
+  async testing () {
     const warnings = []
-    const moduleRef = await Test.createTestingModule({ imports: [SdNotifyModule.forRoot(process.env.FAKE ? { notifierOptions: { env } } : {})] }).compile()
-    moduleRef.useLogger({ log() {}, error() {}, warn: (message) => warnings.push(String(message)) })
+    const sdNotify = SdNotifyModule.forRoot(process.env.FAKE ? { notifierOptions: { env } } : {})
+    const moduleRef = await Test.createTestingModule({ imports: [sdNotify] }).compile()
+    moduleRef.useLogger({ log () {}, error () {}, warn: (message) => warnings.push(String(message)) })
     const app = await moduleRef.init()
     const ready = await app.get(SdNotifyService).notifier.ready()
     await app.close()

@@ -7,15 +7,17 @@ export class UsageError extends Error {
 }
 
 export type Options = NonNullable<ParseArgsConfig['options']>
+/** What parseArgs gives for an option. */
+export type OptionValue = string | boolean | Array<string | boolean> | undefined
 
-export function parse(
+export function parse (
   command: string,
   args: string[],
-  options: Options,
-): { values: Record<string, unknown>; positionals: string[] } {
+  options: Options
+): { values: Record<string, OptionValue>; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({ args, options, allowPositionals: true, strict: true })
-    return { values: values as Record<string, unknown>, positionals }
+    return { values, positionals }
   } catch (error) {
     // parseArgs' own messages name the option: "Unknown option '--nmae'", "Option '--name <value>' argument missing".
     throw new UsageError(`${command}: ${(error as Error).message}`)
@@ -23,12 +25,12 @@ export function parse(
 }
 
 /** The value of a string option, checked against `rule`; `expected` says what is allowed. */
-export function checked(
+export function checked (
   command: string,
   name: string,
-  value: unknown,
+  value: OptionValue,
   rule: RegExp,
-  expected: string,
+  expected: string
 ): string | undefined {
   if (value === undefined) return undefined
   const text = String(value)

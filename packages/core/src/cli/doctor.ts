@@ -87,16 +87,17 @@ interface Run {
   stderr: string
 }
 
-function run(command: string, args: string[]): Promise<Run> {
+function run (command: string, args: string[]): Promise<Run> {
   return new Promise((resolve) => {
     execFile(command, args, { timeout: 10_000, encoding: 'utf8' }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : 127) : 0
+      let code = 0
+      if (error) code = typeof error.code === 'number' ? error.code : 127
       resolve({ code, stdout: String(stdout), stderr: String(stderr || (error && code === 127 ? error.message : '')) })
     })
   })
 }
 
-function properties(text: string): Record<string, string> {
+function properties (text: string): Record<string, string> {
   const out: Record<string, string> = {}
   for (const line of text.split('\n')) {
     const eq = line.indexOf('=')
@@ -106,7 +107,7 @@ function properties(text: string): Record<string, string> {
 }
 
 /** The unit this process runs in, from its cgroup path (…/app.slice/api.service). */
-function ownUnit(): string | undefined {
+function ownUnit (): string | undefined {
   let text: string
   try {
     text = readFileSync('/proc/self/cgroup', 'utf8')
@@ -123,7 +124,7 @@ function ownUnit(): string | undefined {
     .find((part) => /\.(service|scope)$/.test(part))
 }
 
-async function moduleStatus(name: string): Promise<string> {
+async function moduleStatus (name: string): Promise<string> {
   try {
     await import(name)
     return 'loads'
@@ -133,7 +134,7 @@ async function moduleStatus(name: string): Promise<string> {
   }
 }
 
-function which(command: string): string | undefined {
+function which (command: string): string | undefined {
   const { accessSync, constants } = process.getBuiltinModule('node:fs')
   for (const dir of (process.env.PATH ?? '').split(':').filter((d) => d.startsWith('/'))) {
     try {
@@ -147,7 +148,7 @@ function which(command: string): string | undefined {
 }
 
 /** The last value of `Key=` in the unit file and its drop-ins (systemctl cat); an empty one resets it. */
-async function unitFileSetting(scope: string[], unit: string, key: string): Promise<string | undefined> {
+async function unitFileSetting (scope: string[], unit: string, key: string): Promise<string | undefined> {
   const cat = await run('systemctl', [...scope, 'cat', unit])
   if (cat.code !== 0) return undefined
   let value: string | undefined
@@ -161,13 +162,14 @@ async function unitFileSetting(scope: string[], unit: string, key: string): Prom
 const noWatchdog = (value: string | undefined) =>
   value === undefined || value === '' || value === '0' || value === 'infinity'
 
-export async function doctor(args: string[]): Promise<{ report: DoctorReport; json: boolean } | 'help'> {
+export async function doctor (args: string[]): Promise<{ report: DoctorReport; json: boolean } | 'help'> {
   const { values, positionals } = parse(CMD, args, OPTIONS)
   if (values.help) return 'help'
-  if (positionals.length > 0)
+  if (positionals.length > 0) {
     throw new UsageError(
-      `${CMD}: unexpected argument ${JSON.stringify(positionals[0])} (did you mean --unit ${positionals[0]}?)`,
+      `${CMD}: unexpected argument ${JSON.stringify(positionals[0])} (did you mean --unit ${positionals[0]}?)`
     )
+  }
   const named = values.unit === undefined ? undefined : String(values.unit)
   if (named !== undefined && !/^[A-Za-z0-9:_.\\@-]+$/.test(named)) {
     throw new UsageError(`${CMD}: --unit ${JSON.stringify(named)} is not valid: a unit name such as api.service`)
@@ -179,7 +181,9 @@ export async function doctor(args: string[]): Promise<{ report: DoctorReport; js
     values.user || (named === undefined && env.MANAGERPID !== undefined) ? 'user' : 'system'
   const scope = manager === 'user' ? ['--user'] : []
   const inUnit = env.INVOCATION_ID !== undefined
-  let unitName = named === undefined ? undefined : /\.[a-z]+$/.test(named) ? named : `${named}.service`
+  // A bare name is a service, as systemctl reads it.
+  let unitName = named
+  if (named !== undefined && !/\.[a-z]+$/.test(named)) unitName = `${named}.service`
   let unitSource = named === undefined ? 'this process is not in a unit: no INVOCATION_ID' : '--unit'
   if (named === undefined && inUnit) {
     unitName = ownUnit()
@@ -191,9 +195,9 @@ export async function doctor(args: string[]): Promise<{ report: DoctorReport; js
   let problem: string | undefined
   if (unitName !== undefined) {
     const shown = await run('systemctl', [...scope, 'show', unitName, '-p', PROPERTIES.join(',')])
-    if (shown.code !== 0)
+    if (shown.code !== 0) {
       problem = `systemctl ${[...scope, 'show'].join(' ')} failed: ${shown.stderr.trim() || `exit ${shown.code}`}`
-    else {
+    } else {
       props = properties(shown.stdout)
       if (props.LoadState === 'not-found') {
         problem = `${unitName} was not found by the ${manager} manager`
@@ -255,9 +259,9 @@ export async function doctor(args: string[]): Promise<{ report: DoctorReport; js
   const checks: Check[] = []
   const viaExec = transport === 'exec'
   // Type=
-  if (notifyType === true)
+  if (notifyType === true) {
     checks.push({ setting: 'Type=', status: 'ok', detail: `Type=${props?.Type}: systemd waits for READY=1` })
-  else if (notifyType === false) {
+  } else if (notifyType === false) {
     checks.push({
       setting: 'Type=',
       status: 'missing',
@@ -323,9 +327,9 @@ export async function doctor(args: string[]): Promise<{ report: DoctorReport; js
     const configured = noWatchdog(props.WatchdogUSec)
       ? await unitFileSetting(scope, unitName as string, 'WatchdogSec')
       : undefined
-    if (!noWatchdog(props.WatchdogUSec))
+    if (!noWatchdog(props.WatchdogUSec)) {
       checks.push({ setting: 'WatchdogSec=', status: 'ok', detail: `WatchdogSec=${props.WatchdogUSec}` })
-    else if (!noWatchdog(configured)) {
+    } else if (!noWatchdog(configured)) {
       const detail = `WatchdogSec=${configured} (from the unit file: systemctl show has it once the service started)`
       checks.push({ setting: 'WatchdogSec=', status: 'ok', detail })
     } else {
@@ -391,7 +395,7 @@ export async function doctor(args: string[]): Promise<{ report: DoctorReport; js
             setting: 'FileDescriptorStoreMax=',
             status: 'ok',
             detail: `FileDescriptorStoreMax=${props.FileDescriptorStoreMax}`,
-          },
+          }
     )
   } else if (env.FDSTORE !== undefined) {
     checks.push({ setting: 'FileDescriptorStoreMax=', status: 'ok', detail: `FDSTORE=${env.FDSTORE}` })
@@ -433,7 +437,7 @@ export async function doctor(args: string[]): Promise<{ report: DoctorReport; js
       'LISTEN_FDS',
       'LISTEN_FDNAMES',
       'FDSTORE',
-    ].map((n) => [n, env[n]]),
+    ].map((n) => [n, env[n]])
   )
   const report: DoctorReport = {
     core: core.version,
@@ -450,16 +454,16 @@ export async function doctor(args: string[]): Promise<{ report: DoctorReport; js
     modules,
     checks,
     add: checks.flatMap((check) =>
-      check.add !== undefined && (check.status === 'missing' || check.status === 'suggested') ? [check.add] : [],
+      check.add !== undefined && (check.status === 'missing' || check.status === 'suggested') ? [check.add] : []
     ),
     unlessPresent: checks.flatMap((check) =>
-      check.add !== undefined && check.status === 'unknown' ? [check.add] : [],
+      check.add !== undefined && check.status === 'unknown' ? [check.add] : []
     ),
   }
   return { report, json: values.json === true }
 }
 
-export function renderDoctor(r: DoctorReport): string {
+export function renderDoctor (r: DoctorReport): string {
   const out: string[] = []
   out.push(`sdnotify doctor: @sdnotify/core ${r.core}, Node.js ${r.node}`)
   out.push(`systemd: ${r.systemd.version ?? 'unknown'} (${r.systemd.source}), ${r.manager} manager`)
@@ -467,7 +471,7 @@ export function renderDoctor(r: DoctorReport): string {
     ? `settings from systemctl${r.manager === 'user' ? ' --user' : ''} show`
     : 'settings from the environment'
   out.push(
-    `unit: ${r.unit.name ?? 'none'} (${r.unit.source}); ${settings}${r.unit.problem ? ` (${r.unit.problem})` : ''}`,
+    `unit: ${r.unit.name ?? 'none'} (${r.unit.source}); ${settings}${r.unit.problem ? ` (${r.unit.problem})` : ''}`
   )
   const env = Object.entries(r.environment).filter(([, v]) => v !== undefined)
   out.push(`environment: ${env.length ? env.map(([k, v]) => `${k}=${v}`).join(' ') : 'no systemd variables'}`)
@@ -476,14 +480,14 @@ export function renderDoctor(r: DoctorReport): string {
   out.push(
     r.transport === undefined
       ? `transport: none${whose}: notifications are not sent`
-      : `transport: ${r.transport}${whose}`,
+      : `transport: ${r.transport}${whose}`
   )
   for (const plan of r.transports) out.push(`  ${plan.name.padEnd(11)} ${plan.usable ? 'yes' : 'no '}  ${plan.reason}`)
   if (r.loaded) out.push(`  loading: ${r.loaded}`)
   out.push(
     `  modules: ${Object.entries(r.modules)
       .map(([k, v]) => `${k} ${v}`)
-      .join('; ')}`,
+      .join('; ')}`
   )
   out.push('')
   out.push('unit file:')

@@ -14,7 +14,7 @@ Commands:
 sdnotify <command> --help describes each. sdnotify --version prints the version.`
 
 /** Exit statuses: 0 done, 1 failed, 2 bad arguments. */
-async function main(argv: string[]): Promise<number> {
+async function main (argv: string[]): Promise<number> {
   const [command, ...args] = argv
   if (command === undefined) {
     process.stderr.write(`sdnotify: no command given\n\n${HELP}\n`)
@@ -41,7 +41,7 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   throw new UsageError(
-    `sdnotify: unknown command ${JSON.stringify(command)} (commands: doctor, unit; see sdnotify --help)`,
+    `sdnotify: unknown command ${JSON.stringify(command)} (commands: doctor, unit; see sdnotify --help)`
   )
 }
 
@@ -57,5 +57,5 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`${(error as Error)?.message ?? String(error)}\n`)
       process.exitCode = 1
     }
-  },
+  }
 )

@@ -41,13 +41,13 @@ const UNIT_NAME = /^[A-Za-z0-9:_.\\@-]{1,247}$/
 const USER_NAME = /^(?:[A-Za-z_][A-Za-z0-9_.-]{0,30}\$?|\d+)$/
 
 /** Finds `command` as systemd needs it: an absolute path to an executable file. */
-function resolveCommand(command: string, cwd: string, path: string): string {
+function resolveCommand (command: string, cwd: string, path: string): string {
   const candidates = command.includes('/')
     ? [resolve(cwd, command)]
     : path
-        .split(delimiter)
-        .filter((dir) => isAbsolute(dir))
-        .map((dir) => resolve(dir, command))
+      .split(delimiter)
+      .filter((dir) => isAbsolute(dir))
+      .map((dir) => resolve(dir, command))
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK)
@@ -58,7 +58,7 @@ function resolveCommand(command: string, cwd: string, path: string): string {
   }
   const where = command.includes('/') ? `at ${candidates[0]}` : 'on PATH'
   throw new UsageError(
-    `${CMD}: the command ${JSON.stringify(command)} was not found ${where} (an executable file is needed)`,
+    `${CMD}: the command ${JSON.stringify(command)} was not found ${where} (an executable file is needed)`
   )
 }
 
@@ -66,13 +66,13 @@ function resolveCommand(command: string, cwd: string, path: string): string {
 // expands variables, "\" starts a C escape, and a word with blanks or quotes must be quoted.
 const specifiers = (text: string) => text.replace(/%/g, '%%')
 
-function execWord(word: string): string {
+function execWord (word: string): string {
   const escaped = specifiers(word).replace(/\$/g, '$$$$')
   if (/^[A-Za-z0-9_@%$+=:,./-]+$/.test(escaped)) return escaped
   return `"${escaped.replace(/[\\"]/g, (c) => `\\${c}`)}"`
 }
 
-function quoted(text: string): string {
+function quoted (text: string): string {
   const escaped = specifiers(text)
   return /^[^\s"'\\]+$/.test(escaped) ? escaped : `"${escaped.replace(/[\\"]/g, (c) => `\\${c}`)}"`
 }
@@ -91,20 +91,21 @@ export interface UnitSettings {
   command: string[]
 }
 
-export function unitSettings(
+export function unitSettings (
   args: string[],
   env: NodeJS.ProcessEnv = process.env,
-  cwd = process.cwd(),
+  cwd = process.cwd()
 ): UnitSettings | 'help' {
   const { values, positionals } = parse(CMD, args, OPTIONS)
   if (values.help) return 'help'
   const rawName = checked(CMD, 'name', values.name, UNIT_NAME, 'letters, digits and ":-_.\\@", at most 247 characters')
   if (rawName === undefined) throw new UsageError(`${CMD}: --name is required (e.g. --name api)`)
   const name = rawName.replace(/\.service$/, '')
-  if (name === '' || name.includes('.'))
+  if (name === '' || name.includes('.')) {
     throw new UsageError(
-      `${CMD}: --name ${JSON.stringify(rawName)} is not valid: a service name, e.g. api or api.service`,
+      `${CMD}: --name ${JSON.stringify(rawName)} is not valid: a service name, e.g. api or api.service`
     )
+  }
   const user = checked(CMD, 'user', values.user, USER_NAME, 'a user name (letters, digits, "_.-") or a numeric uid')
   const watchdogText = String(values.watchdog ?? '30s')
   let watchdog: string | undefined
@@ -112,7 +113,7 @@ export function unitSettings(
     if (!TIMESPAN.test(watchdogText) || !/[1-9]/.test(watchdogText)) {
       throw new UsageError(
         `${CMD}: --watchdog ${JSON.stringify(watchdogText)} is not valid: ` +
-          'a time span such as 30s, 1min or 500ms, or off',
+          'a time span such as 30s, 1min or 500ms, or off'
       )
     }
     watchdog = watchdogText.trim()
@@ -124,7 +125,7 @@ export function unitSettings(
   for (const assignment of envs) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*=[^\n\r]*$/.test(assignment)) {
       throw new UsageError(
-        `${CMD}: --env ${JSON.stringify(assignment)} is not valid: KEY=VALUE, KEY made of letters, digits and _`,
+        `${CMD}: --env ${JSON.stringify(assignment)} is not valid: KEY=VALUE, KEY made of letters, digits and _`
       )
     }
   }
@@ -133,22 +134,24 @@ export function unitSettings(
     'fd-store',
     values['fd-store'] ?? '1',
     /^\d{1,5}$/,
-    'a number of descriptors from 0 to 65535',
+    'a number of descriptors from 0 to 65535'
   )
   const fdStore = Number(fdStoreText)
-  if (fdStore > 65535)
+  if (fdStore > 65535) {
     throw new UsageError(`${CMD}: --fd-store ${fdStore} is not valid: a number of descriptors from 0 to 65535`)
-  if (positionals.length === 0)
+  }
+  if (positionals.length === 0) {
     throw new UsageError(`${CMD}: no command given: put it after --, e.g. -- node server.js`)
+  }
   const [program, ...rest] = positionals as [string, ...string[]]
   const command = [resolveCommand(program, workingDirectory, env.PATH ?? ''), ...rest]
   return { name, user, watchdog, description, workingDirectory, env: envs, fdStore, command }
 }
 
 /** The unit file text: every setting preceded by the comment that explains it (systemd has no inline comments). */
-export function renderUnit(s: UnitSettings): string {
+export function renderUnit (s: UnitSettings): string {
   const inHome = [s.command[0] as string, s.workingDirectory].some((p) =>
-    HOME_DIRS.some((dir) => `${p}/`.startsWith(dir)),
+    HOME_DIRS.some((dir) => `${p}/`.startsWith(dir))
   )
   const lines: string[] = []
   const add = (comment: string | string[], setting?: string) => {
@@ -165,40 +168,42 @@ export function renderUnit(s: UnitSettings): string {
   add('The name systemctl status and the journal show.', `Description=${specifiers(s.description)}`)
   add(
     'Start once networking is up (use network-online.target, in Wants= too, to need a configured address).',
-    'After=network.target',
+    'After=network.target'
   )
   add(
     'Give up after 5 starts within 60 s (a crash loop ends as "failed" instead of spinning).',
-    'StartLimitIntervalSec=60s',
+    'StartLimitIntervalSec=60s'
   )
   add(
     'Deploys that restart more often than that need a higher burst (a failed unit loses its fd store).',
-    'StartLimitBurst=5',
+    'StartLimitBurst=5'
   )
 
   lines.push('', '[Service]')
   add('The app sends READY=1 once it listens: `systemctl start` returns when it accepts connections.', 'Type=notify')
   add(
     'Only the main process may notify: @sdnotify/core sends from it (koffi, or the OpenFile= socket).',
-    'NotifyAccess=main',
+    'NotifyAccess=main'
   )
   add(
     'The command, with absolute paths (systemd does not search your PATH). Output goes to the journal.',
-    `ExecStart=${s.command.map(execWord).join(' ')}`,
+    `ExecStart=${s.command.map(execWord).join(' ')}`
   )
   add('Where relative paths (./config, the script) resolve.', `WorkingDirectory=${specifiers(s.workingDirectory)}`)
-  if (s.user === undefined)
+  if (s.user === undefined) {
     add('Runs as a fresh unprivileged user each time (--user NAME for an account of your own).', 'DynamicUser=yes')
-  else add('Runs as this unprivileged account, not root.', `User=${s.user}`)
+  } else {
+    add('Runs as this unprivileged account, not root.', `User=${s.user}`)
+  }
   for (const assignment of s.env) add("The app's environment.", `Environment=${quoted(assignment)}`)
   add('Restart after a crash, a non-zero exit or a missed watchdog; not after a clean stop.', 'Restart=on-failure')
   add('Pause between a failure and the restart.', 'RestartSec=2s')
-  if (s.watchdog === undefined)
+  if (s.watchdog === undefined) {
     add('No watchdog (--watchdog off). With WatchdogSec=30s systemd restarts an app that stops answering.')
-  else {
+  } else {
     add(
       'Restart the app when no WATCHDOG=1 came for this long: the adapters ping at half of it, only while healthy.',
-      `WatchdogSec=${s.watchdog}`,
+      `WatchdogSec=${s.watchdog}`
     )
   }
   add('Time from start to READY=1 (an app can ask for more with EXTEND_TIMEOUT_USEC=).', 'TimeoutStartSec=60s')
@@ -207,7 +212,7 @@ export function renderUnit(s: UnitSettings): string {
   else {
     add(
       'Descriptors systemd keeps for the app across restarts (its listening socket: restarts refuse no connection).',
-      `FileDescriptorStoreMax=${s.fdStore}`,
+      `FileDescriptorStoreMax=${s.fdStore}`
     )
   }
   add([
@@ -219,17 +224,17 @@ export function renderUnit(s: UnitSettings): string {
   add('Sandboxing. No privileges gained through setuid binaries or file capabilities.', 'NoNewPrivileges=yes')
   add(
     'No capabilities (a port below 1024 needs AmbientCapabilities=CAP_NET_BIND_SERVICE, and it here).',
-    'CapabilityBoundingSet=',
+    'CapabilityBoundingSet='
   )
   add(
     'The whole file system read-only; the app writes only to StateDirectory= (and ReadWritePaths= you add).',
-    'ProtectSystem=strict',
+    'ProtectSystem=strict'
   )
   add(`A folder the app may write: /var/lib/${s.name} ($STATE_DIRECTORY).`, `StateDirectory=${s.name}`)
   if (inHome) {
     add(
       'The app (or node) lives under /home, /root or /run/user: those stay visible, read-only.',
-      'ProtectHome=read-only',
+      'ProtectHome=read-only'
     )
   } else {
     add('/home, /root and /run/user are hidden.', 'ProtectHome=yes')
@@ -248,7 +253,7 @@ export function renderUnit(s: UnitSettings): string {
   add('The execution domain cannot be changed.', 'LockPersonality=yes')
   add(
     'Sockets: unix (the notify socket), IP, and netlink (os.networkInterfaces() and DNS look-ups read interfaces).',
-    'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK',
+    'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK'
   )
   add('Native system calls only (no 32-bit compatibility calls).', 'SystemCallArchitectures=native')
   add('The system calls of an ordinary service…', 'SystemCallFilter=@system-service')

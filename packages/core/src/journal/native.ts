@@ -1,6 +1,7 @@
 // The journal's native socket through koffi (the same libc binding as the notify transports): sendto(2) with
-// MSG_DONTWAIT for an entry that fits a datagram; otherwise, as libsystemd's sd_journal_sendv() does, the entry
-// goes into a sealed memfd whose descriptor is sent alone with SCM_RIGHTS (journald mmaps it).
+// MSG_DONTWAIT, on a socket connected to journald's, for an entry that fits a datagram; otherwise, as libsystemd's
+// sd_journal_sendv() does, the entry goes into a sealed memfd whose descriptor is sent alone with SCM_RIGHTS
+// (journald mmaps it).
 import { closeSync, writeSync } from 'node:fs'
 import { constants } from 'node:os'
 import { internalLoadLibc, internalRightsControlMessage, parseNotifySocket, SdNotifyError } from '../index.js'
@@ -27,7 +28,7 @@ for (const [name, value] of Object.entries(constants.errno)) if (!errnoNames.has
 const errnoName = (errno: number) => errnoNames.get(Math.abs(errno)) ?? `errno ${Math.abs(errno)}`
 
 /** The receiver's queue (or our send buffer) is full: try again later. */
-export function isBusy(errno: string): boolean {
+export function isBusy (errno: string): boolean {
   return errno === 'EAGAIN' || errno === 'EWOULDBLOCK' || errno === 'ENOBUFS' || errno === 'EINTR'
 }
 
@@ -42,10 +43,11 @@ export class JournalSocket {
   private readonly address: UnixAddress
   private libc: Libc | undefined
   private fd = -1
+  private connected = false
   /** Entries sent through a memfd: the large-entry path. */
   memfdSends = 0
 
-  constructor(path: string = JOURNAL_SOCKET) {
+  constructor (path: string = JOURNAL_SOCKET) {
     const address = parseNotifySocket(path)
     if (address.family !== 'unix') {
       const rule = 'must be a unix socket path'
@@ -56,27 +58,23 @@ export class JournalSocket {
     this.path = path
   }
 
-  get loaded(): boolean {
+  get loaded (): boolean {
     return this.libc !== undefined
   }
 
   /** Loads koffi and libc (tens of ms, once per process); rejects with ERR_SDNOTIFY_UNSUPPORTED without them. */
-  async load(): Promise<void> {
+  async load (): Promise<void> {
     this.libc ??= await internalLoadLibc()
   }
 
   /** One non-blocking try: undefined when journald has the entry, else the errno name. Call load() first. */
-  trySend(entry: PendingEntry): string | undefined {
+  trySend (entry: PendingEntry): string | undefined {
     const libc = this.libc
     if (!libc) return 'ENOTCONN'
     const fd = this.descriptor(libc)
     if (fd < 0) return errnoName(libc.errno())
     if (entry.memfd === undefined) {
-      const sockaddr = this.address.sockaddr
-      const flags = MSG_DONTWAIT | MSG_NOSIGNAL
-      const sent = Number(libc.sendto(fd, entry.data, entry.data.length, flags, sockaddr, sockaddr.length))
-      if (sent === entry.data.length) return undefined
-      const errno = sent < 0 ? errnoName(libc.errno()) : 'EMSGSIZE'
+      const errno = this.sendDatagram(libc, fd, entry.data)
       // Larger than a datagram may be (the socket's send buffer, ~208 KiB by default): the memfd path.
       if (errno !== 'EMSGSIZE') return errno
       const made = this.makeMemfd(libc, entry.data)
@@ -86,8 +84,33 @@ export class JournalSocket {
     return this.sendMemfd(libc, fd, entry)
   }
 
+  /**
+   * One datagram to journald. The socket is connected first: a sendto() with the address would look the path up
+   * on every call (about half the cost of a send). journald gone since (the kernel drops the association of a
+   * socket whose peer closed, ECONNREFUSED): connect once more, as an unconnected sendto() would reach a new one.
+   */
+  private sendDatagram (libc: Libc, fd: number, data: Buffer): string | undefined {
+    for (let attempt = 0; ; attempt++) {
+      if (!this.connected) {
+        const sockaddr = this.address.sockaddr
+        if (libc.connect(fd, sockaddr, sockaddr.length) < 0) return errnoName(libc.errno())
+        this.connected = true
+      }
+      const sent = Number(libc.sendto(fd, data, data.length, MSG_DONTWAIT | MSG_NOSIGNAL, null, 0))
+      if (sent === data.length) return undefined
+      if (sent >= 0) return 'EMSGSIZE'
+      const errno = errnoName(libc.errno())
+      // A full queue may also be an old journald's socket, unlinked and bound anew at the path while something
+      // still holds the old one open (it takes no more datagrams, and never refuses): look the path up again on
+      // the next try, as an unconnected sendto() would.
+      if (errno === 'EAGAIN') this.connected = false
+      if ((errno !== 'ECONNREFUSED' && errno !== 'ENOTCONN') || attempt > 0) return errno
+      this.connected = false
+    }
+  }
+
   /** Closes an entry's memfd (after sending it, or when the entry is given up). */
-  release(entry: PendingEntry): void {
+  release (entry: PendingEntry): void {
     if (entry.memfd === undefined) return
     try {
       closeSync(entry.memfd)
@@ -97,11 +120,11 @@ export class JournalSocket {
     entry.memfd = undefined
   }
 
-  private makeMemfd(libc: Libc, data: Buffer): number | string {
+  private makeMemfd (libc: Libc, data: Buffer): number | string {
     const memfd = libc.memfdCreate('journal-entry', MFD_CLOEXEC | MFD_ALLOW_SEALING)
     if (memfd < 0) return errnoName(libc.errno())
     try {
-      for (let offset = 0; offset < data.length; ) offset += writeSync(memfd, data, offset, data.length - offset)
+      for (let offset = 0; offset < data.length;) offset += writeSync(memfd, data, offset, data.length - offset)
     } catch (error) {
       closeSync(memfd)
       return (error as NodeJS.ErrnoException).code ?? 'EIO'
@@ -114,7 +137,7 @@ export class JournalSocket {
     return memfd
   }
 
-  private sendMemfd(libc: Libc, fd: number, entry: PendingEntry): string | undefined {
+  private sendMemfd (libc: Libc, fd: number, entry: PendingEntry): string | undefined {
     const control = internalRightsControlMessage([entry.memfd as number], libc.sizeT)
     const sockaddr = this.address.sockaddr
     // The descriptor alone, no payload: journald takes a datagram with one fd and no data as a memfd entry.
@@ -134,20 +157,21 @@ export class JournalSocket {
     return undefined
   }
 
-  private descriptor(libc: Libc): number {
+  private descriptor (libc: Libc): number {
     if (this.fd < 0) this.fd = libc.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
     return this.fd
   }
 
-  close(): void {
+  close (): void {
     if (this.fd < 0 || !this.libc) return
     this.libc.close(this.fd)
     this.fd = -1
+    this.connected = false
   }
 }
 
 /** The error for a send journald did not take (ENOENT: no journald; EACCES: not allowed to write its socket). */
-export function journalSendFailed(errno: string, path: string): SdNotifyError {
+export function journalSendFailed (errno: string, path: string): SdNotifyError {
   const hint = errno === 'ENOENT' || errno === 'ECONNREFUSED' ? ' (is systemd-journald running?)' : ''
   const message = `sdnotify: journal: send to ${path} failed with ${errno}${hint}`
   return new SdNotifyError('ERR_SDNOTIFY_SEND_FAILED', message, {

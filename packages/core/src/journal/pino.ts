@@ -1,5 +1,5 @@
 // One pino JSON line → the fields of one journal entry.
-import { appendField, toFieldName } from './fields.js'
+import { cachedFieldName, TextEntry } from './fields.js'
 
 /** syslog priorities (syslog(3)), which journald's PRIORITY= takes: 0 emerg … 7 debug. */
 const LABEL_PRIORITY: Record<string, number> = {
@@ -23,7 +23,7 @@ const LABEL_PRIORITY: Record<string, number> = {
  * custom level falls in with the standard level at or below it, except that anything strictly between info and
  * warn is notice (5): `notice: 35` is what such a level usually means.
  */
-export function levelPriority(level: unknown, custom?: Readonly<Record<string, number>>): number {
+export function levelPriority (level: unknown, custom?: Readonly<Record<string, number>>): number {
   const own = custom?.[String(level)]
   if (own !== undefined) return own
   if (typeof level === 'string') return LABEL_PRIORITY[level.toLowerCase()] ?? 6
@@ -46,7 +46,12 @@ export interface LineOptions {
 /** Fields this module sets itself: a pino key that converts to one of them is stored as PINO_<NAME> instead. */
 const OWN_FIELDS = new Set(['MESSAGE', 'PRIORITY', 'SYSLOG_IDENTIFIER'])
 
-const text = (value: unknown): string => (typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value)))
+/** A value as text: strings as they are, anything else as JSON (a number that JSON.parse made Infinity: `null`). */
+function text (value: unknown): string {
+  if (typeof value === 'string') return value
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value) // what JSON.stringify prints
+  return JSON.stringify(value) ?? String(value)
+}
 
 /**
  * The encoded entry for one line pino wrote (one JSON object plus a newline). Keys: `msg` → MESSAGE, `level` →
@@ -54,10 +59,9 @@ const text = (value: unknown): string => (typeof value === 'string' ? value : (J
  * ERR_TYPE, ERR_MESSAGE…), anything else → its converted name, objects JSON-encoded. A line that is not a JSON
  * object becomes MESSAGE as it is, at priority info.
  */
-export function encodePinoLine(line: string, options: LineOptions): Buffer {
+export function encodePinoLine (line: string, options: LineOptions): Buffer {
   const trimmed = line.endsWith('\n') ? line.slice(0, -1) : line
-  const parts: Buffer[] = []
-  const field = (name: string, value: string) => appendField(parts, name, Buffer.from(value, 'utf8'))
+  const entry = new TextEntry()
   let record: unknown
   try {
     record = JSON.parse(trimmed)
@@ -65,35 +69,36 @@ export function encodePinoLine(line: string, options: LineOptions): Buffer {
     record = undefined
   }
   if (record === null || typeof record !== 'object' || Array.isArray(record)) {
-    field('MESSAGE', trimmed)
-    field('PRIORITY', '6')
-    field('SYSLOG_IDENTIFIER', options.identifier)
-    return Buffer.concat(parts)
+    entry.add('MESSAGE', trimmed)
+    entry.add('PRIORITY', '6')
+    entry.add('SYSLOG_IDENTIFIER', options.identifier)
+    return entry.bytes()
   }
   const object = record as Record<string, unknown>
   const err = object.err
   const message = object.msg ?? (isError(err) ? err.message : undefined)
-  field('MESSAGE', message === undefined ? trimmed : text(message))
-  field('PRIORITY', String(levelPriority(object.level, options.priorities)))
-  field('SYSLOG_IDENTIFIER', options.identifier)
-  const taken = new Set(OWN_FIELDS)
-  if (options.lineField) taken.add(options.lineField)
-  for (const [key, value] of Object.entries(object)) {
+  entry.add('MESSAGE', message === undefined ? trimmed : text(message))
+  entry.add('PRIORITY', String(levelPriority(object.level, options.priorities)))
+  entry.add('SYSLOG_IDENTIFIER', options.identifier)
+  const lineField = options.lineField
+  for (const key of Object.keys(object)) {
+    const value = object[key]
     if (key === 'msg' || key === 'level' || value === undefined) continue
-    let name = toFieldName(key)
-    if (taken.has(name)) name = toFieldName(`PINO_${name}`)
+    let name = cachedFieldName(key)
+    if (OWN_FIELDS.has(name) || name === lineField) name = cachedFieldName(`PINO_${name}`)
     if (isError(value)) {
-      for (const [property, inner] of Object.entries(value)) {
-        if (inner !== undefined) field(toFieldName(`${name}_${toFieldName(property)}`), text(inner))
+      for (const property of Object.keys(value)) {
+        const inner = value[property]
+        if (inner !== undefined) entry.add(cachedFieldName(`${name}_${cachedFieldName(property)}`), text(inner))
       }
     } else {
-      field(name, text(value))
+      entry.add(name, text(value))
     }
   }
-  if (options.lineField) field(options.lineField, trimmed)
-  return Buffer.concat(parts)
+  if (lineField) entry.add(lineField, trimmed)
+  return entry.bytes()
 }
 
-function isError(value: unknown): value is Record<string, unknown> & { message?: unknown } {
+function isError (value: unknown): value is Record<string, unknown> & { message?: unknown } {
   return value !== null && typeof value === 'object' && typeof (value as { stack?: unknown }).stack === 'string'
 }

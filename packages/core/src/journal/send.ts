@@ -12,7 +12,7 @@ export interface SendJournalOptions {
 
 const sockets = new Map<string, JournalSocket>()
 
-function delay(ms: number): Promise<void> {
+function delay (ms: number): Promise<void> {
   return new Promise((resolve) => (ms === 0 ? setImmediate(resolve) : setTimeout(resolve, ms)))
 }
 
@@ -24,7 +24,7 @@ function delay(ms: number): Promise<void> {
  * ERR_SDNOTIFY_SEND_FAILED when journald does not take it (ENOENT: no journald here): unlike libsystemd, which
  * ignores a missing journal, nothing is dropped silently.
  */
-export async function sendJournal(fields: JournalFields, options: SendJournalOptions = {}): Promise<void> {
+export async function sendJournal (fields: JournalFields, options: SendJournalOptions = {}): Promise<void> {
   const entry: PendingEntry = { data: encodeJournalEntry(fields) }
   const path = options.socket ?? JOURNAL_SOCKET
   let socket = sockets.get(path)
@@ -34,13 +34,13 @@ export async function sendJournal(fields: JournalFields, options: SendJournalOpt
   }
   await socket.load()
   const timeoutMs = options.timeoutMs ?? 5000
-  const deadline = Date.now() + timeoutMs
+  const deadline = performance.now() + timeoutMs // monotonic: a wall-clock step must not cut the wait
   try {
     for (let tries = 0; ; tries++) {
       const errno = socket.trySend(entry)
       if (errno === undefined) return
       if (!isBusy(errno)) throw journalSendFailed(errno, path)
-      if (Date.now() >= deadline) {
+      if (performance.now() >= deadline) {
         const message = `sdnotify: journal: ${path} still full after ${timeoutMs} ms (${errno})`
         throw new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', message, {
           transport: 'koffi',

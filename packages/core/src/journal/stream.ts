@@ -53,6 +53,12 @@ export interface JournalStream {
   write(line: string): boolean
   /** Where lines go: 'journal' (native entries) or 'stdout'. */
   readonly target: 'journal' | 'stdout'
+  /**
+   * Always true. pino's one-argument form, `pino(journalStream())`, takes its argument for a destination only when
+   * it has `writable` (or is a Node stream); without it pino reads it as options and logs to stdout (pino 10,
+   * lib/tools.js normalizeArgs).
+   */
+  readonly writable: true
   counters(): JournalStreamCounters
   /** Resolves when nothing is queued any more (sent, or written to stdout after the stall timeout). */
   flush(): Promise<void>
@@ -71,9 +77,9 @@ export interface JournalStream {
  * variable is inherited by children whose output goes elsewhere, so compare it with fstat, as
  * sd_journal_stream_fd(3) advises.
  */
-export function stdioIsJournal(
+export function stdioIsJournal (
   env: Record<string, string | undefined> = process.env,
-  fds: readonly number[] = [1, 2],
+  fds: readonly number[] = [1, 2]
 ): boolean {
   const match = /^(\d+):(\d+)$/.exec(env.JOURNAL_STREAM ?? '')
   if (!match) return false
@@ -90,13 +96,13 @@ export function stdioIsJournal(
   return false
 }
 
-function invalidOption(field: string, rule: string): SdNotifyError {
+function invalidOption (field: string, rule: string): SdNotifyError {
   return new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', `sdnotify: option ${field} ${rule}`, { field, rule })
 }
 
 const OVERHEAD_BYTES = 64 // per queued entry: the object and array slot, roughly
 
-export function journalStream(options: JournalStreamOptions = {}): JournalStream {
+export function journalStream (options: JournalStreamOptions = {}): JournalStream {
   const target = options.target ?? 'auto'
   if (target !== 'auto' && target !== 'journal' && target !== 'stdout') {
     throw invalidOption('target', "must be 'auto', 'journal' or 'stdout'")
@@ -125,15 +131,16 @@ export function journalStream(options: JournalStreamOptions = {}): JournalStream
 
 class StdoutStream implements JournalStream {
   readonly target = 'stdout' as const
+  readonly writable = true
   private readonly stdout: { write(chunk: string): unknown }
   private fell = 0
   private dropped = 0
 
-  constructor(stdout: { write(chunk: string): unknown }) {
+  constructor (stdout: { write(chunk: string): unknown }) {
     this.stdout = stdout
   }
 
-  write(line: string): boolean {
+  write (line: string): boolean {
     try {
       this.stdout.write(line)
       this.fell++
@@ -143,13 +150,13 @@ class StdoutStream implements JournalStream {
     return true
   }
 
-  counters(): JournalStreamCounters {
+  counters (): JournalStreamCounters {
     return { sent: 0, sentViaMemfd: 0, queued: 0, fellBackToStdout: this.fell, dropped: this.dropped }
   }
 
-  async flush(): Promise<void> {}
-  flushSync(): void {}
-  async end(): Promise<void> {}
+  async flush (): Promise<void> {}
+  flushSync (): void {}
+  async end (): Promise<void> {}
 }
 
 interface Queued extends PendingEntry {
@@ -161,6 +168,7 @@ let exitHook = false
 
 class NativeStream implements JournalStream {
   readonly target = 'journal' as const
+  readonly writable = true
   private readonly socket: JournalSocket
   private readonly stdout: { write(chunk: string): unknown }
   private readonly lineOptions: Parameters<typeof encodePinoLine>[1]
@@ -181,7 +189,7 @@ class NativeStream implements JournalStream {
   private lastProgress = Date.now()
   private drained: (() => void)[] = []
 
-  constructor(options: JournalStreamOptions, stdout: { write(chunk: string): unknown }) {
+  constructor (options: JournalStreamOptions, stdout: { write(chunk: string): unknown }) {
     this.socket = new JournalSocket(options.socket ?? JOURNAL_SOCKET)
     this.stdout = stdout
     this.lineOptions = {
@@ -206,11 +214,11 @@ class NativeStream implements JournalStream {
         const reason = (error as Error).message
         this.warnOnce('SDNOTIFY_JOURNAL_UNAVAILABLE', `sdnotify: journal: ${reason}; logging to stdout`)
         this.spillAll()
-      },
+      }
     )
   }
 
-  write(line: string): boolean {
+  write (line: string): boolean {
     try {
       if (typeof line !== 'string') line = String(line)
       if (this.unusable) return this.toStdout(line)
@@ -230,7 +238,7 @@ class NativeStream implements JournalStream {
     }
   }
 
-  private enqueue(entry: Queued): boolean {
+  private enqueue (entry: Queued): boolean {
     const size = entry.data.length + OVERHEAD_BYTES
     if (this.queuedBytes + size > this.maxQueueBytes) {
       const message = `more than ${this.maxQueueBytes} bytes wait for journald; writing lines to stdout meanwhile`
@@ -245,14 +253,14 @@ class NativeStream implements JournalStream {
   }
 
   /** journald refused for good (ENOENT, EACCES…): this line goes to stdout; later lines try again. */
-  private failed(entry: Queued, errno: string): boolean {
+  private failed (entry: Queued, errno: string): boolean {
     this.socket.release(entry)
     const message = `send to ${this.socket.path} failed with ${errno}; writing those lines to stdout`
     this.warnOnce(`SDNOTIFY_JOURNAL_${errno}`, `sdnotify: journal: ${message}`)
     return this.toStdout(entry.line)
   }
 
-  private toStdout(line: string): boolean {
+  private toStdout (line: string): boolean {
     try {
       this.stdout.write(line.endsWith('\n') ? line : `${line}\n`)
       this.fell++
@@ -262,16 +270,25 @@ class NativeStream implements JournalStream {
     return true
   }
 
-  private schedule(): void {
+  private schedule (): void {
     if (this.timer || this.immediate || !this.socket.loaded) return
     // journald reads a datagram in microseconds: retry on the next turn first, then back off up to 20 ms.
     const delay = this.busyTries < 3 ? 0 : Math.min(20, 2 ** (this.busyTries - 3))
-    if (delay === 0) this.immediate = setImmediate(() => ((this.immediate = undefined), this.drain()))
-    else this.timer = setTimeout(() => ((this.timer = undefined), this.drain()), delay)
+    if (delay === 0) {
+      this.immediate = setImmediate(() => {
+        this.immediate = undefined
+        this.drain()
+      })
+    } else {
+      this.timer = setTimeout(() => {
+        this.timer = undefined
+        this.drain()
+      }, delay)
+    }
   }
 
   /** Sends queued entries until journald is busy; at most ~2 ms per turn, so the event loop keeps moving. */
-  private drain(): void {
+  private drain (): void {
     const until = performance.now() + 2
     while (this.head < this.queue.length) {
       const entry = this.queue[this.head] as Queued
@@ -300,7 +317,7 @@ class NativeStream implements JournalStream {
     this.settled()
   }
 
-  private shift(): void {
+  private shift (): void {
     const entry = this.queue[this.head] as Queued
     this.queuedBytes -= entry.data.length + OVERHEAD_BYTES
     this.head++
@@ -313,13 +330,13 @@ class NativeStream implements JournalStream {
     }
   }
 
-  private settled(): void {
+  private settled (): void {
     if (this.head < this.queue.length) return
     for (const resolve of this.drained.splice(0)) resolve()
   }
 
   /** Everything queued to stdout, in order. */
-  private spillAll(): void {
+  private spillAll (): void {
     while (this.head < this.queue.length) {
       const entry = this.queue[this.head] as Queued
       this.shift()
@@ -329,7 +346,7 @@ class NativeStream implements JournalStream {
     this.settled()
   }
 
-  private warnOnce(code: string, message: string): void {
+  private warnOnce (code: string, message: string): void {
     if (this.warned.has(code)) return
     this.warned.add(code)
     try {
@@ -339,18 +356,18 @@ class NativeStream implements JournalStream {
     }
   }
 
-  counters(): JournalStreamCounters {
+  counters (): JournalStreamCounters {
     const queued = this.queue.length - this.head
     const memfd = this.socket.memfdSends
     return { sent: this.sent, sentViaMemfd: memfd, queued, fellBackToStdout: this.fell, dropped: this.dropped }
   }
 
-  flush(): Promise<void> {
+  flush (): Promise<void> {
     if (this.head === this.queue.length) return Promise.resolve()
     return new Promise((resolve) => this.drained.push(resolve))
   }
 
-  flushSync(): void {
+  flushSync (): void {
     if (!this.socket.loaded) return // koffi loads asynchronously: the queue drains once it is there
     const deadline = performance.now() + 100
     while (this.head < this.queue.length) {
@@ -368,7 +385,7 @@ class NativeStream implements JournalStream {
   }
 
   /** At process exit: what journald does not take now goes to stdout, so nothing is lost. */
-  exitFlush(): void {
+  exitFlush (): void {
     try {
       this.flushSync()
     } finally {
@@ -376,7 +393,7 @@ class NativeStream implements JournalStream {
     }
   }
 
-  async end(): Promise<void> {
+  async end (): Promise<void> {
     await this.flush()
     clearTimeout(this.timer)
     if (this.immediate) clearImmediate(this.immediate)

@@ -87,6 +87,13 @@ export interface FakeManager {
   readonly watchdogViolations: readonly WatchdogViolation[]
   /** Resolves with the first matching notification, received already or to come. */
   waitFor(match: NotificationMatch, options?: WaitForOptions): Promise<ReceivedNotification>
+  /**
+   * Stops reading, as a busy or frozen (SIGSTOP'd) manager: the kernel queue (net.unix.max_dgram_qlen) fills and
+   * the app's sends must wait. Missed pings are judged once reading resumes, by the kernel's arrival stamps.
+   */
+  pause(): void
+  /** Reads again: what waited in the kernel queue arrives, in order. */
+  resume(): void
   /** Stops listening and removes the socket. Pending `waitFor()` calls reject. */
   close(): Promise<void>
 }
@@ -105,17 +112,18 @@ const INHERITED = [
   'FDSTORE',
 ]
 
-function invalid(option: string, rule: string): SdNotifyError {
+function invalid (option: string, rule: string): SdNotifyError {
   return new SdNotifyError('ERR_SDNOTIFY_INVALID_OPTION', `sdnotify/testing: option ${option} ${rule}`, {
     field: option,
     rule,
   })
 }
 
-function watchdogUsecOf(options: FakeManagerOptions): bigint | undefined {
+function watchdogUsecOf (options: FakeManagerOptions): bigint | undefined {
   const { watchdogMs, watchdogUsec } = options
-  if (watchdogMs !== undefined && watchdogUsec !== undefined)
+  if (watchdogMs !== undefined && watchdogUsec !== undefined) {
     throw invalid('watchdogMs', 'and watchdogUsec cannot both be given')
+  }
   if (watchdogMs !== undefined) {
     if (typeof watchdogMs !== 'number' || !Number.isFinite(watchdogMs) || watchdogMs < 1) {
       throw invalid('watchdogMs', `must be a number of milliseconds, at least 1 (got ${String(watchdogMs)})`)
@@ -125,29 +133,32 @@ function watchdogUsecOf(options: FakeManagerOptions): bigint | undefined {
   if (watchdogUsec !== undefined) {
     const ok =
       typeof watchdogUsec === 'bigint' || (typeof watchdogUsec === 'number' && Number.isSafeInteger(watchdogUsec))
-    if (!ok || BigInt(watchdogUsec) < 1000n)
+    if (!ok || BigInt(watchdogUsec) < 1000n) {
       throw invalid('watchdogUsec', `must be a whole number of µs, at least 1000 (got ${String(watchdogUsec)})`)
+    }
     return BigInt(watchdogUsec)
   }
   return undefined
 }
 
-function validate(options: unknown): FakeManagerOptions {
+function validate (options: unknown): FakeManagerOptions {
   if (options === undefined) return {}
   if (typeof options !== 'object' || options === null) throw invalid('options', 'must be an object')
   const known = ['watchdogMs', 'watchdogUsec', 'enforceWatchdog', 'abstract']
-  for (const key of Object.keys(options))
+  for (const key of Object.keys(options)) {
     if (!known.includes(key)) throw invalid(key, `is not an option (known: ${known.join(', ')})`)
+  }
   const o = options as FakeManagerOptions
   for (const key of ['enforceWatchdog', 'abstract'] as const) {
-    if (o[key] !== undefined && typeof o[key] !== 'boolean')
+    if (o[key] !== undefined && typeof o[key] !== 'boolean') {
       throw invalid(key, `must be true or false (got ${String(o[key])})`)
+    }
   }
   return o
 }
 
 /** Splits a datagram as the manager does: one KEY=VALUE per line; a key given twice keeps its first value. */
-export function parseNotification(text: string): ReceivedNotification {
+export function parseNotification (text: string): ReceivedNotification {
   const fields: Record<string, string> = {}
   for (const line of text.split('\n')) {
     const eq = line.indexOf('=')
@@ -159,7 +170,7 @@ export function parseNotification(text: string): ReceivedNotification {
   return Object.freeze(fields)
 }
 
-function rejection(raw: RawDatagram): string | undefined {
+function rejection (raw: RawDatagram): string | undefined {
   // systemd's manager_dispatch_notify_fd(): the whole datagram is ignored in both cases.
   if (raw.truncated) return `longer than ${MAX_MESSAGE_BYTES} bytes`
   const nul = raw.bytes.indexOf(0)
@@ -167,15 +178,15 @@ function rejection(raw: RawDatagram): string | undefined {
   return undefined
 }
 
-function describeMatch(match: NotificationMatch): string {
+function describeMatch (match: NotificationMatch): string {
   if (typeof match === 'function') return `the predicate ${match.name || '(anonymous)'}`
   const parts = Object.entries(match).map(
-    ([key, value]) => `${key}=${value instanceof RegExp ? String(value) : JSON.stringify(value)}`,
+    ([key, value]) => `${key}=${value instanceof RegExp ? String(value) : JSON.stringify(value)}`
   )
   return `{ ${parts.join(', ')} }`
 }
 
-function matches(match: NotificationMatch, notification: ReceivedNotification, datagram: Datagram): boolean {
+function matches (match: NotificationMatch, notification: ReceivedNotification, datagram: Datagram): boolean {
   if (typeof match === 'function') return match(notification, datagram) === true
   for (const [key, expected] of Object.entries(match)) {
     const value = notification[key]
@@ -194,15 +205,16 @@ interface Waiter {
  * A notify socket for tests: give `env` to the app under test, then `await manager.waitFor({ READY: '1' })`.
  * Linux only (as systemd is), no root needed. Uses koffi (an optional dependency of @sdnotify/core).
  */
-export async function fakeManager(options?: FakeManagerOptions): Promise<FakeManager> {
+export async function fakeManager (options?: FakeManagerOptions): Promise<FakeManager> {
   const settings = validate(options)
   const usec = watchdogUsecOf(settings)
-  if (settings.enforceWatchdog && usec === undefined)
+  if (settings.enforceWatchdog && usec === undefined) {
     throw invalid('enforceWatchdog', 'needs watchdogMs or watchdogUsec')
+  }
   if (process.platform !== 'linux') {
     throw new SdNotifyError(
       'ERR_SDNOTIFY_UNSUPPORTED',
-      `sdnotify/testing: fakeManager() needs Linux (this is ${process.platform}), as systemd does`,
+      `sdnotify/testing: fakeManager() needs Linux (this is ${process.platform}), as systemd does`
     )
   }
   let dir: string | undefined
@@ -217,7 +229,7 @@ export async function fakeManager(options?: FakeManagerOptions): Promise<FakeMan
       throw new SdNotifyError(
         'ERR_SDNOTIFY_UNSUPPORTED',
         `sdnotify/testing: ${address} is too long for a unix socket (${SUN_PATH_BYTES - 1} bytes at most): ` +
-          'set TMPDIR to a shorter folder, or pass { abstract: true }',
+          'set TMPDIR to a shorter folder, or pass { abstract: true }'
       )
     }
   }
@@ -247,6 +259,7 @@ export async function fakeManager(options?: FakeManagerOptions): Promise<FakeMan
   let flagged = false
   let stopped = false
   let closed = false
+  let paused = false
   /** notifications.length when the first violation happened, under enforceWatchdog. */
   let fatalAt: number | undefined
 
@@ -280,6 +293,11 @@ export async function fakeManager(options?: FakeManagerOptions): Promise<FakeMan
   }
 
   const poll = () => {
+    // Paused, nothing is read and silence is not judged: pings wait in the kernel queue with their arrival stamps.
+    if (!paused) receive()
+    for (const waiter of waiters) waiter.check()
+  }
+  const receive = () => {
     let raws: RawDatagram[]
     try {
       raws = receiver.drain()
@@ -311,7 +329,6 @@ export async function fakeManager(options?: FakeManagerOptions): Promise<FakeMan
     if (lastPingAt !== undefined && timeoutMs !== undefined && !stopped && !flagged && now - lastPingAt > timeoutMs) {
       violate('missed', now, lastPingAt)
     }
-    for (const waiter of waiters) waiter.check()
   }
   // unref'd: a test that forgets close() still exits; a pending waitFor() keeps the process alive meanwhile.
   const timer = setInterval(poll, POLL_MS)
@@ -319,7 +336,7 @@ export async function fakeManager(options?: FakeManagerOptions): Promise<FakeMan
 
   const received = () => {
     const lines = datagrams.map(
-      (d) => `  ${JSON.stringify(d.text)}${d.rejected ? ` (ignored by systemd: ${d.rejected})` : ''}`,
+      (d) => `  ${JSON.stringify(d.text)}${d.rejected ? ` (ignored by systemd: ${d.rejected})` : ''}`
     )
     return lines.length === 0 ? 'nothing was received' : `received ${lines.length}:\n${lines.join('\n')}`
   }
@@ -331,7 +348,13 @@ export async function fakeManager(options?: FakeManagerOptions): Promise<FakeMan
     datagrams,
     watchdogMs,
     watchdogViolations: violations,
-    waitFor(match, waitOptions = {}) {
+    pause () {
+      paused = true
+    },
+    resume () {
+      paused = false
+    },
+    waitFor (match, waitOptions = {}) {
       if (typeof match !== 'function' && (typeof match !== 'object' || match === null)) {
         return Promise.reject(invalid('match', 'must be an object of values ({ READY: "1" }) or a predicate'))
       }
@@ -347,7 +370,7 @@ export async function fakeManager(options?: FakeManagerOptions): Promise<FakeMan
       return new Promise<ReceivedNotification>((resolve, reject) => {
         let next = from
         const waiter: Waiter = {
-          check() {
+          check () {
             const end = fatalAt ?? notifications.length
             for (; next < end; next++) {
               const notification = notifications[next] as ReceivedNotification
@@ -369,8 +392,8 @@ export async function fakeManager(options?: FakeManagerOptions): Promise<FakeMan
                   new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', `sdnotify/testing: watchdog: ${rule}; ${received()}`, {
                     field: 'WATCHDOG',
                     rule,
-                  }),
-                ),
+                  })
+                )
               )
             }
           },
@@ -381,7 +404,7 @@ export async function fakeManager(options?: FakeManagerOptions): Promise<FakeMan
           if (!waiters.has(waiter)) return
           const rule = `no notification matching ${describeMatch(match)} within ${limit} ms`
           settle(() =>
-            reject(new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', `sdnotify/testing: ${rule}; ${received()}`, { rule })),
+            reject(new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', `sdnotify/testing: ${rule}; ${received()}`, { rule }))
           )
         }, limit)
         const settle = (done: () => void) => {
@@ -389,20 +412,23 @@ export async function fakeManager(options?: FakeManagerOptions): Promise<FakeMan
           waiters.delete(waiter)
           done()
         }
-        if (closed)
+        if (closed) {
           return waiter.reject(new SdNotifyError('ERR_SDNOTIFY_CLOSED', 'sdnotify/testing: the fake manager is closed'))
+        }
         waiters.add(waiter)
         poll()
       })
     },
-    async close() {
+    // eslint-disable-next-line @typescript-eslint/require-await -- async: a failure below rejects, as callers expect
+    async close () {
       if (closed) return
       closed = true
       clearInterval(timer)
       receiver.close()
       if (dir) rmSync(dir, { recursive: true, force: true })
-      for (const waiter of waiters)
+      for (const waiter of waiters) {
         waiter.reject(new SdNotifyError('ERR_SDNOTIFY_CLOSED', 'sdnotify/testing: the fake manager was closed'))
+      }
     },
   }
   return manager

@@ -66,18 +66,18 @@ interface Msghdr {
 
 let binding: Promise<Bound> | undefined
 
-function bind(): Promise<Bound> {
+function bind (): Promise<Bound> {
   binding ??= (async () => {
     let imported: Koffi & { default?: Koffi }
     try {
-      imported = (await import('koffi')) as unknown as Koffi & { default?: Koffi }
+      imported = await import('koffi')
     } catch (cause) {
       throw new SdNotifyError(
         'ERR_SDNOTIFY_UNSUPPORTED',
         'sdnotify/testing: fakeManager() reads its socket with koffi, which could not be loaded ' +
           `(${(cause as Error)?.message?.split('\n')[0]}). koffi is an optional dependency of @sdnotify/core: ` +
           'install it (npm install koffi) where the tests run',
-        { cause, transport: 'koffi' },
+        { cause, transport: 'koffi' }
       )
     }
     const koffi = imported.default ?? imported
@@ -115,24 +115,25 @@ function bind(): Promise<Bound> {
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
-function readWord(buf: Buffer, offset: number, size: number): number {
+function readWord (buf: Buffer, offset: number, size: number): number {
   if (size === 8) return Number(LITTLE_ENDIAN ? buf.readBigUInt64LE(offset) : buf.readBigUInt64BE(offset))
   return LITTLE_ENDIAN ? buf.readUInt32LE(offset) : buf.readUInt32BE(offset)
 }
 
-function readInt(buf: Buffer, offset: number): number {
+function readInt (buf: Buffer, offset: number): number {
   return LITTLE_ENDIAN ? buf.readInt32LE(offset) : buf.readInt32BE(offset)
 }
 
 /** Binds `address` (a path or an @abstract name) and returns its reader. */
-export async function createReceiver(address: string): Promise<Receiver> {
+export async function createReceiver (address: string): Promise<Receiver> {
   const lib = await bind()
   const sizeT = lib.koffi.sizeof('size_t')
   const align = (n: number) => Math.ceil(n / sizeT) * sizeT // CMSG_ALIGN
   const header = align(sizeT + 8) // struct cmsghdr: cmsg_len (size_t), cmsg_level, cmsg_type
   const sockaddr = parseNotifySocket(address)
-  if (sockaddr.family !== 'unix')
+  if (sockaddr.family !== 'unix') {
     throw new SdNotifyError('ERR_SDNOTIFY_INVALID_SOCKET', `sdnotify/testing: ${address} is not a unix socket address`)
+  }
   const fd = lib.socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)
   const fail = (syscall: string) => {
     const errno = lib.koffi.errno()
@@ -140,7 +141,7 @@ export async function createReceiver(address: string): Promise<Receiver> {
     return new SdNotifyError(
       'ERR_SDNOTIFY_UNSUPPORTED',
       `sdnotify/testing: ${syscall}(${address}) failed with errno ${errno}`,
-      { syscall },
+      { syscall }
     )
   }
   if (fd < 0) throw fail('socket')
@@ -178,9 +179,10 @@ export async function createReceiver(address: string): Promise<Receiver> {
   }
 
   return {
-    drain() {
+    drain () {
       const out: RawDatagram[] = []
-      while (open) {
+      if (!open) return out
+      for (;;) {
         const msg: Msghdr = {
           msg_name: null,
           msg_namelen: 0,
@@ -198,7 +200,7 @@ export async function createReceiver(address: string): Promise<Receiver> {
           throw new SdNotifyError(
             'ERR_SDNOTIFY_UNSUPPORTED',
             `sdnotify/testing: recvmsg(${address}) failed with errno ${errno}`,
-            { syscall: 'recvmsg' },
+            { syscall: 'recvmsg' }
           )
         }
         const datagram: RawDatagram = {
@@ -214,7 +216,7 @@ export async function createReceiver(address: string): Promise<Receiver> {
       }
       return out
     },
-    close() {
+    close () {
       if (!open) return
       open = false
       lib.close(fd)

@@ -12,13 +12,13 @@ export class ExecTransport implements Transport {
   private readonly notifySocket: string
   private readonly timeoutMs: number
 
-  constructor(command: string, notifySocket: string, timeoutMs: number) {
+  constructor (command: string, notifySocket: string, timeoutMs: number) {
     this.command = command
     this.notifySocket = notifySocket
     this.timeoutMs = timeoutMs
   }
 
-  send(message: Buffer): Promise<void> {
+  send (message: Buffer): Promise<void> {
     const assignments = message.toString('utf8').split('\n')
     return new Promise((resolve, reject) => {
       execFile(
@@ -28,19 +28,23 @@ export class ExecTransport implements Transport {
         (error, _stdout, stderr) => {
           if (!error) return resolve()
           const code = (error as NodeJS.ErrnoException).code
-          const reason = typeof code === 'string' ? code : error.killed ? `timed out after ${this.timeoutMs} ms` : `exit status ${code}`
+          let reason = `exit status ${code}`
+          if (typeof code === 'string') reason = code
+          else if (error.killed) reason = `timed out after ${this.timeoutMs} ms`
+          const output = stderr ? `: ${String(stderr).trim()}` : ''
+          const message = `sdnotify: exec transport: ${this.command} failed (${reason})${output}`
           reject(
-            new SdNotifyError('ERR_SDNOTIFY_SEND_FAILED', `sdnotify: exec transport: ${this.command} failed (${reason})${stderr ? `: ${String(stderr).trim()}` : ''}`, {
+            new SdNotifyError('ERR_SDNOTIFY_SEND_FAILED', message, {
               transport: this.name,
               ...(typeof code === 'string' ? { errno: code, syscall: 'spawn' } : {}),
-            }),
+            })
           )
-        },
+        }
       )
     })
   }
 
-  sendSync(message: Buffer): void {
+  sendSync (message: Buffer): void {
     try {
       execFileSync(this.command, message.toString('utf8').split('\n'), {
         env: { ...process.env, NOTIFY_SOCKET: this.notifySocket },
@@ -48,13 +52,15 @@ export class ExecTransport implements Transport {
         stdio: ['ignore', 'ignore', 'pipe'],
       })
     } catch (error) {
-      const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim()
-      throw new SdNotifyError('ERR_SDNOTIFY_SEND_FAILED', `sdnotify: exec transport: ${this.command} failed${stderr ? `: ${stderr}` : ''}`, { transport: this.name })
+      // execFileSync's error carries the child's stderr as a Buffer (no encoding asked for).
+      const stderr = String((error as { stderr?: Buffer }).stderr ?? '').trim()
+      const message = `sdnotify: exec transport: ${this.command} failed${stderr ? `: ${stderr}` : ''}`
+      throw new SdNotifyError('ERR_SDNOTIFY_SEND_FAILED', message, { transport: this.name })
     }
   }
 
   /** systemd-notify already waits for the manager (its default barrier) before it exits. */
-  async barrier(): Promise<void> {}
+  async barrier (): Promise<void> {}
 
-  close(): void {}
+  close (): void {}
 }

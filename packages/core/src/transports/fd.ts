@@ -8,7 +8,7 @@ import { loadedLibc, MSG_DONTWAIT, MSG_NOSIGNAL } from './libc.js'
 import { syncBudgetMs, type Transport, type TransportOptions } from './transport.js'
 
 /** true when `promise` settles (either way) before `deadline` (a performance.now() value); never rejects. */
-function settlesBefore(promise: Promise<unknown>, deadline: number): Promise<boolean> {
+function settlesBefore (promise: Promise<unknown>, deadline: number): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()))
     const settled = () => {
@@ -30,7 +30,7 @@ export class FdTransport implements Transport {
    */
   private abandoned: Promise<void> | undefined
 
-  constructor(fd: number, options: TransportOptions) {
+  constructor (fd: number, options: TransportOptions) {
     this.fd = fd
     this.options = options
   }
@@ -41,7 +41,7 @@ export class FdTransport implements Transport {
    * may still complete later), and while that write is blocked later sends wait for it rather than block a
    * second pool thread (the pool has 4, shared with fs, dns and zlib).
    */
-  async send(message: Buffer): Promise<void> {
+  async send (message: Buffer): Promise<void> {
     const timeoutMs = this.options.sendTimeoutMs
     const deadline = performance.now() + timeoutMs
     if (this.abandoned && !(await settlesBefore(this.abandoned, deadline))) {
@@ -51,17 +51,17 @@ export class FdTransport implements Transport {
     if (await settlesBefore(written, deadline)) return written
     const abandoned: Promise<void> = written.then(
       () => this.forget(abandoned),
-      () => this.forget(abandoned),
+      () => this.forget(abandoned)
     )
     this.abandoned = abandoned
     throw this.timeout(timeoutMs, 'the manager is not reading its queue; the datagram may still be delivered later')
   }
 
-  private forget(write: Promise<void>): void {
+  private forget (write: Promise<void>): void {
     if (this.abandoned === write) this.abandoned = undefined
   }
 
-  private write(message: Buffer): Promise<void> {
+  private write (message: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
       write(this.fd, message, 0, message.length, null, (error, written) => {
         if (error) reject(sendFailed(this.name, error.code ?? 'EIO', 'write', ` on fd ${this.fd}`))
@@ -71,7 +71,7 @@ export class FdTransport implements Transport {
     })
   }
 
-  private timeout(timeoutMs: number, reason: string): SdNotifyError {
+  private timeout (timeoutMs: number, reason: string): SdNotifyError {
     const message = `sdnotify: fd transport: write on fd ${this.fd} did not complete within ${timeoutMs} ms`
     return new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', `${message} (EAGAIN: ${reason})`, {
       transport: this.name,
@@ -80,11 +80,11 @@ export class FdTransport implements Transport {
     })
   }
 
-  private short(written: number, length: number): SdNotifyError {
+  private short (written: number, length: number): SdNotifyError {
     return sendFailed(this.name, 'EIO', 'write', `: ${written} of ${length} bytes written`)
   }
 
-  sendSync(message: Buffer): void {
+  sendSync (message: Buffer): void {
     // With koffi loaded, a non-blocking send(2) retried for a short, fixed time, like the koffi transport's.
     const libc = loadedLibc()
     if (libc) {
@@ -113,7 +113,7 @@ export class FdTransport implements Transport {
     if (written !== message.length) throw this.short(written, message.length)
   }
 
-  close(): void {
+  close (): void {
     // The descriptor belongs to the process (systemd passed it); keep it open for later notifiers.
   }
 }

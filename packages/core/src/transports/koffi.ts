@@ -34,13 +34,13 @@ export class KoffiTransport implements Transport {
   private sending = 0
   private closeRequested = false
 
-  constructor(target: KoffiTarget, options: TransportOptions) {
+  constructor (target: KoffiTarget, options: TransportOptions) {
     this.target = target
     this.options = options
   }
 
   /** Loads koffi and libc now; rejects with ERR_SDNOTIFY_UNSUPPORTED when that is impossible here. */
-  async load(): Promise<void> {
+  async load (): Promise<void> {
     this.libc ??= await loadLibc()
     // The OpenFile= notify socket is ours alone: like sd_listen_fds(3), keep it from child processes.
     if ('connectedFd' in this.target) closeOnExec([this.target.connectedFd])
@@ -48,7 +48,7 @@ export class KoffiTransport implements Transport {
 
   private libc: Libc | undefined
 
-  async send(message: Buffer, fds: readonly number[] = []): Promise<void> {
+  async send (message: Buffer, fds: readonly number[] = []): Promise<void> {
     const libc = (this.libc ??= await loadLibc())
     this.sending++
     try {
@@ -59,13 +59,16 @@ export class KoffiTransport implements Transport {
     }
   }
 
-  sendSync(message: Buffer): void {
-    if (!this.libc) throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', 'sdnotify: koffi is not loaded yet: call notifier.prepare() first', { transport: this.name })
+  sendSync (message: Buffer): void {
+    if (!this.libc) {
+      const message = 'sdnotify: koffi is not loaded yet: call notifier.prepare() first'
+      throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', message, { transport: this.name })
+    }
     const attempt = this.attempt(this.libc, message, [])
     spinWhileBusy(attempt, (errno) => this.failure(errno, attempt.syscall), syncBudgetMs(this.options))
   }
 
-  trySend(message: Buffer): boolean {
+  trySend (message: Buffer): boolean {
     if (!this.libc) return false
     const attempt = this.attempt(this.libc, message, [])
     const errno = attempt()
@@ -74,12 +77,16 @@ export class KoffiTransport implements Transport {
     throw this.failure(errno, attempt.syscall)
   }
 
-  private failure(errno: string, syscall: string): SdNotifyError {
+  private failure (errno: string, syscall: string): SdNotifyError {
     return sendFailed(this.name, errno, syscall, 'address' in this.target ? ` to ${this.target.address.path}` : '')
   }
 
   /** One send try: undefined when sent, else the errno name. */
-  private attempt(libc: Libc, message: Buffer, fds: readonly number[]): (() => string | undefined) & { syscall: string } {
+  private attempt (
+    libc: Libc,
+    message: Buffer,
+    fds: readonly number[]
+  ): (() => string | undefined) & { syscall: string } {
     const fd = this.descriptor(libc)
     const address = 'address' in this.target ? this.target.address.sockaddr : null
     // MSG_DONTWAIT: a full queue gives EAGAIN (retried with back-off) instead of blocking the event loop.
@@ -89,7 +96,10 @@ export class KoffiTransport implements Transport {
       if (n === message.length) return undefined
       return n >= 0 ? 'EMSGSIZE' : errnoName(libc.errno())
     }
-    if (fds.length === 0) return Object.assign(() => result(libc.sendto(fd, message, message.length, flags, address, address?.length ?? 0)), { syscall: 'sendto' })
+    if (fds.length === 0) {
+      const sendto = () => result(libc.sendto(fd, message, message.length, flags, address, address?.length ?? 0))
+      return Object.assign(sendto, { syscall: 'sendto' })
+    }
     const control = rightsControlMessage(fds, libc.sizeT)
     const msghdr = {
       msg_name: address,
@@ -107,7 +117,7 @@ export class KoffiTransport implements Transport {
    * sd_notify_barrier(3): send BARRIER=1 with the write end of a pipe, close our copy, and wait for the
    * manager to close its copy (EOF on the read end): it has then processed every earlier message.
    */
-  async barrier(timeoutMs: number): Promise<void> {
+  async barrier (timeoutMs: number): Promise<void> {
     const libc = await loadLibc()
     const pipe = new Int32Array(2)
     if (libc.pipe2(pipe, O_CLOEXEC) !== 0) throw sendFailed(this.name, errnoName(libc.errno()), 'pipe2')
@@ -127,7 +137,8 @@ export class KoffiTransport implements Transport {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         reader.destroy()
-        reject(new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', `sdnotify: barrier not acknowledged within ${timeoutMs} ms`, { transport: this.name }))
+        const message = `sdnotify: barrier not acknowledged within ${timeoutMs} ms`
+        reject(new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', message, { transport: this.name }))
       }, timeoutMs)
       reader.once('close', () => {
         clearTimeout(timer)
@@ -138,7 +149,7 @@ export class KoffiTransport implements Transport {
     })
   }
 
-  private descriptor(libc: Libc): number {
+  private descriptor (libc: Libc): number {
     if ('connectedFd' in this.target) return this.target.connectedFd
     if (this.socketFd < 0) {
       const fd = libc.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)
@@ -153,7 +164,7 @@ export class KoffiTransport implements Transport {
    * within its time limit) holds the descriptor number, and would otherwise write to a closed descriptor, or
    * to whatever file or socket reused the number meanwhile.
    */
-  close(): void {
+  close (): void {
     if (this.sending > 0) {
       this.closeRequested = true
       return
@@ -172,8 +183,7 @@ export class KoffiTransport implements Transport {
  * thread-pool thread in a blocking read until the manager closes its copy). Bun 1.4's net.Socket never reports
  * EOF on a pipe, its fs read stream does (measured by the runtime matrix, scripts/runtime-matrix.mjs).
  */
-function pipeReader(fd: number): Socket | ReadStream {
+function pipeReader (fd: number): Socket | ReadStream {
   if (process.versions.bun !== undefined) return createReadStream('', { fd })
   return new Socket({ fd, readable: true, writable: false })
 }
-

@@ -11,9 +11,9 @@ interface DgramSocket {
   connect(path: string): void
   send(buf: Buffer, callback: (error?: Error & { code?: number | string }) => void): void
   close(): void
-  on(event: string, listener: (...args: any[]) => void): void
-  once(event: string, listener: (...args: any[]) => void): void
-  removeListener(event: string, listener: (...args: any[]) => void): void
+  on(event: 'error', listener: (error: Error & { code?: number }) => void): void
+  once(event: 'writable', listener: () => void): void
+  removeListener(event: 'writable', listener: () => void): void
 }
 interface UnixDgramModule {
   createSocket(type: 'unix_dgram'): DgramSocket
@@ -22,16 +22,17 @@ interface UnixDgramModule {
 // A variable specifier: the package ships no usable type declarations, and stays an optional dependency.
 const UNIX_DGRAM = 'unix-dgram'
 let loading: Promise<UnixDgramModule> | undefined
-function loadUnixDgram(): Promise<UnixDgramModule> {
+function loadUnixDgram (): Promise<UnixDgramModule> {
   loading ??= import(UNIX_DGRAM).then(
-    (m: any) => (m.default ?? m) as UnixDgramModule,
+    (m: { default?: UnixDgramModule }) => m.default ?? (m as unknown as UnixDgramModule),
     (cause: unknown) => {
       loading = undefined
-      throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', `sdnotify: unix-dgram transport unavailable: ${(cause as Error)?.message ?? cause}`, {
+      const message = `sdnotify: unix-dgram transport unavailable: ${(cause as Error)?.message ?? cause}`
+      throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', message, {
         transport: 'unix-dgram',
         cause,
       })
-    },
+    }
   )
   return loading
 }
@@ -44,19 +45,22 @@ export class UnixDgramTransport implements Transport {
   private socket: DgramSocket | undefined
   private inFlight = 0
 
-  constructor(address: UnixAddress, options: TransportOptions) {
-    if (address.abstract) throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', 'sdnotify: unix-dgram cannot reach abstract socket names', { transport: 'unix-dgram' })
+  constructor (address: UnixAddress, options: TransportOptions) {
+    if (address.abstract) {
+      const message = 'sdnotify: unix-dgram cannot reach abstract socket names'
+      throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', message, { transport: 'unix-dgram' })
+    }
     this.address = address
     this.options = options
   }
 
   private module: UnixDgramModule | undefined
 
-  async load(): Promise<void> {
+  async load (): Promise<void> {
     this.module ??= await loadUnixDgram()
   }
 
-  async send(message: Buffer): Promise<void> {
+  async send (message: Buffer): Promise<void> {
     const dgram = await loadUnixDgram()
     this.inFlight++
     try {
@@ -72,18 +76,21 @@ export class UnixDgramTransport implements Transport {
     }
   }
 
-  sendSync(message: Buffer): void {
-    if (!this.module) throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', 'sdnotify: unix-dgram is not loaded yet: call notifier.prepare() first', { transport: this.name })
+  sendSync (message: Buffer): void {
+    if (!this.module) {
+      const message = 'sdnotify: unix-dgram is not loaded yet: call notifier.prepare() first'
+      throw new SdNotifyError('ERR_SDNOTIFY_UNSUPPORTED', message, { transport: this.name })
+    }
     if (!this.sendNow(this.module, message)) throw sendFailed(this.name, 'EAGAIN', 'send', ` to ${this.address.path}`)
   }
 
   /** The notifier's fast path: one send now, no async hop. false: not loaded, or congested (retry queued). */
-  trySend(message: Buffer): boolean {
+  trySend (message: Buffer): boolean {
     return this.module !== undefined && this.inFlight === 0 && this.sendNow(this.module, message)
   }
 
   /** One synchronous send. true: sent; false: congested (not sent). Throws on errors. */
-  private sendNow(dgram: UnixDgramModule, message: Buffer): boolean {
+  private sendNow (dgram: UnixDgramModule, message: Buffer): boolean {
     const socket = this.open(dgram)
     let sent = false
     let failure: Error | undefined
@@ -91,7 +98,9 @@ export class UnixDgramTransport implements Transport {
       // The addon calls back synchronously: an error, a congestion (code 1), or nothing.
       socket.send(message, (error) => {
         if (!error) sent = true
-        else if (error.code !== 1) failure = sendFailed(this.name, errnoName(Number(error.code)), 'send', ` to ${this.address.path}`)
+        else if (error.code !== 1) {
+          failure = sendFailed(this.name, errnoName(Number(error.code)), 'send', ` to ${this.address.path}`)
+        }
       })
     } finally {
       if (this.inFlight === 0) this.close()
@@ -100,7 +109,7 @@ export class UnixDgramTransport implements Transport {
     return sent
   }
 
-  private open(dgram: UnixDgramModule): DgramSocket {
+  private open (dgram: UnixDgramModule): DgramSocket {
     if (this.socket) return this.socket
     const socket = dgram.createSocket('unix_dgram')
     let connectError: (Error & { code?: number }) | undefined
@@ -116,11 +125,13 @@ export class UnixDgramTransport implements Transport {
   }
 
   /** true: sent; false: congested and now writable again. Throws on errors and on timeout. */
-  private sendOnce(socket: DgramSocket, message: Buffer, deadline: number): Promise<boolean> {
+  private sendOnce (socket: DgramSocket, message: Buffer, deadline: number): Promise<boolean> {
     return new Promise((resolve, reject) => {
       socket.send(message, (error) => {
         if (!error) return resolve(true)
-        if (error.code !== 1) return reject(sendFailed(this.name, errnoName(Number(error.code)), 'send', ` to ${this.address.path}`))
+        if (error.code !== 1) {
+          return reject(sendFailed(this.name, errnoName(Number(error.code)), 'send', ` to ${this.address.path}`))
+        }
         const remaining = deadline - performance.now()
         const onWritable = () => {
           clearTimeout(timer)
@@ -128,7 +139,9 @@ export class UnixDgramTransport implements Transport {
         }
         const timer = setTimeout(() => {
           socket.removeListener('writable', onWritable)
-          reject(new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', `sdnotify: unix-dgram transport: the manager's queue stayed full for ${this.options.sendTimeoutMs} ms`, {
+          const message =
+            `sdnotify: unix-dgram transport: the manager's queue stayed full for ${this.options.sendTimeoutMs} ms`
+          reject(new SdNotifyError('ERR_SDNOTIFY_TIMEOUT', message, {
             transport: this.name,
             errno: 'EAGAIN',
             syscall: 'send',
@@ -139,7 +152,7 @@ export class UnixDgramTransport implements Transport {
     })
   }
 
-  close(): void {
+  close (): void {
     const socket = this.socket
     this.socket = undefined
     socket?.close()
