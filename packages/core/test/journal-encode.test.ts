@@ -129,7 +129,7 @@ t.test('encodePinoLine: the same entry as the straightforward encoding, for any 
   t.end()
 })
 
-t.test('the journal socket stays connected, and connects anew when its receiver is replaced', async (t) => {
+t.test('the journal socket reaches a receiver replaced at the same path', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sdnotify-journal-connect-'))
   const path = join(dir, 'socket')
   const socket = new JournalSocket(path)
@@ -159,7 +159,7 @@ t.test('the journal socket stays connected, and connects anew when its receiver 
   t.equal(socket.trySend(entry('four')), 'ENOENT', 'receiver and file gone: the same error as before connecting')
 })
 
-t.test('a full queue on a replaced receiver still held open: the next try looks the path up again', async (t) => {
+t.test('a receiver replaced at the path while the old one is still open: entries go to the new one', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sdnotify-journal-replaced-'))
   const path = join(dir, 'socket')
   const socket = new JournalSocket(path)
@@ -171,16 +171,13 @@ t.test('a full queue on a replaced receiver still held open: the next try looks 
   const entry = (message: string) => ({ data: Buffer.from(`MESSAGE=${message}\n`) })
   const old = await createReceiver(path)
   t.teardown(() => old.close())
-  // Fill the old socket's queue (net.unix.max_dgram_qlen: 10 here, 512 where systemd booted the host).
-  let sent = 0
-  while (sent < 10_000 && socket.trySend(entry(`old ${sent}`)) === undefined) sent++
-  t.ok(sent > 0 && sent < 10_000, `the old receiver's queue filled after ${sent} entries`)
-  // journald restarted while something (a leftover process, its socket unit) still holds the old socket open.
+  t.equal(socket.trySend(entry('before')), undefined)
+  // journald restarted while something (a leftover process, its socket unit) still holds the old socket open: a
+  // socket connected to the old one would keep filling its queue, unread, without an error.
   rmSync(path)
   const fresh = await createReceiver(path)
   t.teardown(() => fresh.close())
-  // The EAGAIN that ended the loop above already dropped the connection: the next entry goes to the new socket.
-  t.equal(socket.trySend(entry('new')), undefined, 'delivered at the first try after the swap')
-  t.same(fresh.drain().map((d) => d.bytes.toString()), ['MESSAGE=new\n'], 'to the new receiver')
-  t.equal(old.drain().length, sent, 'the old one got only what was sent before the swap')
+  t.equal(socket.trySend(entry('after')), undefined, 'delivered')
+  t.same(fresh.drain().map((d) => d.bytes.toString()), ['MESSAGE=after\n'], 'to the new receiver')
+  t.same(old.drain().map((d) => d.bytes.toString()), ['MESSAGE=before\n'], 'the old one got only the first')
 })

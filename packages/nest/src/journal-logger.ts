@@ -18,6 +18,17 @@ const LEVELS: Record<LogLevel, number> = { verbose: 10, debug: 20, log: 30, warn
 /** What ConsoleLogger takes for a stack trace among error()'s parameters. */
 const STACK = /^(.)+\n\s+at .+:\d+:\d+/
 
+// Nest's order of levels. A level is on when listed or above the highest listed one (['error', 'warn'] lets fatal
+// through), as Nest's own loggers decide (isLogLevelEnabled, @nestjs/common/services/utils: not a public export).
+const LEVEL_ORDER: readonly LogLevel[] = ['verbose', 'debug', 'log', 'warn', 'error', 'fatal']
+
+function levelEnabled (level: LogLevel, levels: ReadonlySet<LogLevel>): boolean {
+  if (levels.has(level)) return true
+  if (levels.size === 0) return false
+  const highest = Math.max(...[...levels].map((listed) => LEVEL_ORDER.indexOf(listed)))
+  return LEVEL_ORDER.indexOf(level) >= highest
+}
+
 export class JournalLogger implements LoggerService {
   /** The journal stream (its `counters()` say what was sent, queued or written to stdout instead). */
   readonly stream: JournalStream
@@ -68,7 +79,7 @@ export class JournalLogger implements LoggerService {
 
   private write (level: LogLevel, message: unknown, params: unknown[]): void {
     // logLevels and setLogLevels() hold on either target: the fallback's own levels may only filter further.
-    if (this.levels && !this.levels.has(level)) return
+    if (this.levels && !levelEnabled(level, this.levels)) return
     if (this.fallback) {
       this.fallback[level]?.(message, ...params)
       return

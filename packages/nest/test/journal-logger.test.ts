@@ -46,6 +46,7 @@ t.test('outside the journal: logLevels and setLogLevels() filter what reaches th
   t.notMatch(stdout, /warn line/, 'setLogLevels([\'error\']) applies from then on')
   t.match(stderr, /FATAL \[Levels\] fatal line/)
   t.match(stderr, /ERROR \[Levels\] error line/)
+  t.match(stderr, /FATAL \[Levels\] fatal line, above setLogLevels/, 'levels above the highest listed stay on (Nest)')
 })
 
 const skip = journaldSkipReason()
@@ -79,13 +80,14 @@ t.test('on the journal: verbose and fatal priorities, level filters, values JSON
   const env = { SDN_TARGET: 'journal', SDN_SOCKET: journald.socket, SDN_IDENT: ident }
   const { report } = await runApp(env, levelsApp)
   t.match(report, { target: 'journal', fallback: false })
-  const entries = await journald.waitForEntries([`SYSLOG_IDENTIFIER=${ident}`, 'NEST_CONTEXT=Levels'], 5)
+  const entries = await journald.waitForEntries([`SYSLOG_IDENTIFIER=${ident}`, 'NEST_CONTEXT=Levels'], 6)
   t.same(entries.map((e) => [e.MESSAGE, e.PRIORITY]), [
     ['verbose line', '7'],
     ['fatal line', '2'],
     ['[object Object]', '6'], // a cycle: String() of it, and no throw
     ['with params', '6'],
     ['error line', '3'],
+    ['fatal line, above setLogLevels', '2'],
   ], 'debug (not in logLevels) and warn (after setLogLevels([\'error\'])) left out')
   t.equal(entries[3]?.NEST_PARAMS, JSON.stringify(['10', '{"a":1}']), 'a bigint as its String(), an object as JSON')
 })

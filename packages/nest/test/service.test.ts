@@ -36,9 +36,23 @@ async function scenario (name: string, fake: FakeManager | null, arg?: string): 
       resolve({ code: error ? (child.exitCode ?? null) : 0, stdout, stderr })
     })
   })
-  await new Promise((resolve) => setTimeout(resolve, 50)) // let the fake manager read the last datagrams
+  if (fake) await readEverything(fake)
   const last = run.stdout.trim().split('\n').pop() ?? ''
   return { ...run, result: last.startsWith('{') ? (JSON.parse(last) as Record<string, unknown>) : {} }
+}
+
+/**
+ * The fake manager reads its socket in this process's event loop: wait until it has read what the child queued
+ * before exiting (the count unchanged over 5 turns of 20 ms, each with an I/O poll; at most 3 s).
+ */
+async function readEverything (fake: FakeManager): Promise<void> {
+  let seen = -1
+  let stable = 0
+  for (let waited = 0; stable < 5 && waited < 3000; waited += 20) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    stable = fake.datagrams.length === seen ? stable + 1 : 0
+    seen = fake.datagrams.length
+  }
 }
 
 async function withFake (t: TapTest): Promise<FakeManager> {

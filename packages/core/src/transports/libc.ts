@@ -9,8 +9,6 @@ export interface Libc {
   /** sendto(2) with a Buffer: cheaper to call through koffi than sendmsg's struct when no fds go along. */
   sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer | null, addrlen: number): number | bigint
   close(fd: number): number
-  /** connect(2): the journal's socket sends to journald's path without resolving it on every sendto. */
-  connect(fd: number, addr: Buffer, addrlen: number): number
   pipe2(fds: Int32Array, flags: number): number
   /** fcntl(2) with an int argument (F_GETFD takes none: pass 0). */
   fcntl(fd: number, cmd: number, arg: number): number
@@ -177,7 +175,6 @@ function bind (): Libc {
     sendmsg: lib.func('intptr_t sendmsg(int, const sdnotify_msghdr *, int)') as Libc['sendmsg'],
     sendto: lib.func('intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)') as Libc['sendto'],
     close: lib.func('int close(int)') as Libc['close'],
-    connect: lib.func('int connect(int, const void *, uint32_t)') as Libc['connect'],
     pipe2: lib.func('int pipe2(int *, int)') as Libc['pipe2'],
     getsockname: lib.func('int getsockname(int, void *, void *)') as Libc['getsockname'],
     getsockopt: lib.func('int getsockopt(int, int, int, void *, void *)') as Libc['getsockopt'],
