@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { appendField, cachedFieldName, TextEntry, toFieldName } from '../src/journal/fields.js'
 import { JournalSocket } from '../src/journal/native.js'
 import { encodePinoLine, type LineOptions, levelPriority } from '../src/journal/pino.js'
@@ -129,8 +129,9 @@ t.test('encodePinoLine: the same entry as the straightforward encoding, for any 
   t.end()
 })
 
-t.test('the journal socket reaches a receiver replaced at the same path', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sdnotify-journal-connect-'))
+/** A loaded JournalSocket aimed at a path in a fresh folder; both removed at the end of the test. */
+async function journalSocket (t: Test): Promise<{ path: string, socket: JournalSocket }> {
+  const dir = mkdtempSync(join(tmpdir(), 'sdnotify-journal-socket-'))
   const path = join(dir, 'socket')
   const socket = new JournalSocket(path)
   t.teardown(() => {
@@ -138,7 +139,13 @@ t.test('the journal socket reaches a receiver replaced at the same path', async 
     rmSync(dir, { recursive: true, force: true })
   })
   await socket.load()
-  const entry = (message: string) => ({ data: Buffer.from(`MESSAGE=${message}\n`) })
+  return { path, socket }
+}
+
+const entry = (message: string) => ({ data: Buffer.from(`MESSAGE=${message}\n`) })
+
+t.test('the journal socket reaches a receiver replaced at the same path', async (t) => {
+  const { path, socket } = await journalSocket(t)
   const received = (r: Awaited<ReturnType<typeof createReceiver>>) => r.drain().map((d) => d.bytes.toString())
   t.equal(socket.trySend(entry('none')), 'ENOENT', 'nothing listens yet')
 
@@ -160,15 +167,7 @@ t.test('the journal socket reaches a receiver replaced at the same path', async 
 })
 
 t.test('a receiver replaced at the path while the old one is still open: entries go to the new one', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sdnotify-journal-replaced-'))
-  const path = join(dir, 'socket')
-  const socket = new JournalSocket(path)
-  t.teardown(() => {
-    socket.close()
-    rmSync(dir, { recursive: true, force: true })
-  })
-  await socket.load()
-  const entry = (message: string) => ({ data: Buffer.from(`MESSAGE=${message}\n`) })
+  const { path, socket } = await journalSocket(t)
   const old = await createReceiver(path)
   t.teardown(() => old.close())
   t.equal(socket.trySend(entry('before')), undefined)

@@ -10,24 +10,7 @@ import { FastifyAdapter } from '@nestjs/platform-fastify'
 import { HealthIndicatorService, TerminusModule } from '@nestjs/terminus'
 import { Test } from '@nestjs/testing'
 import { SdNotifyModule, SdNotifyService } from '@sdnotify/nest'
-
-const env = { NOTIFY_SOCKET: process.env.FAKE }
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-const out = (result) => console.log(JSON.stringify(result))
-
-function appModule (imports, providers = [], controllers = []) {
-  class AppModule {}
-  Module({ imports, providers, controllers })(AppModule)
-  return AppModule
-}
-
-class HelloController {
-  hello () {
-    return 'hello'
-  }
-}
-Controller()(HelloController)
-Get()(HelloController.prototype, 'hello', Object.getOwnPropertyDescriptor(HelloController.prototype, 'hello'))
+import { appModule, env, HelloController, out, sleep } from './scenario-app.mjs'
 
 // GET /slow?ms=N answers 'slow done' after N ms; GET /hang never answers. `started` resolves on a request.
 let started = () => {}

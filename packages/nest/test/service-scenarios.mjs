@@ -6,29 +6,13 @@ import { rmSync } from 'node:fs'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Controller, Get, Injectable, Module } from '@nestjs/common'
+import { Injectable } from '@nestjs/common'
 import { NestFactory } from '@nestjs/core'
 import { handleSignals, SdNotifyModule, SdNotifyService, systemdListen } from '@sdnotify/nest'
+import { appModule, env, HelloController, out, sleep } from './scenario-app.mjs'
 
-const env = { NOTIFY_SOCKET: process.env.FAKE }
 // No enableShutdownHooks() in most scenarios: its warning is tested in module.test.ts.
 const quiet = { warnWithoutShutdownHooks: false }
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-const out = (result) => console.log(JSON.stringify(result))
-
-function appModule (imports, providers = [], controllers = []) {
-  class AppModule {}
-  Module({ imports, providers, controllers })(AppModule)
-  return AppModule
-}
-
-class HelloController {
-  hello () {
-    return 'hello'
-  }
-}
-Controller()(HelloController)
-Get()(HelloController.prototype, 'hello', Object.getOwnPropertyDescriptor(HelloController.prototype, 'hello'))
 
 /** A logger that keeps what it is given, for scenarios that check what was logged. */
 function keepingLogger () {
